@@ -1,0 +1,20 @@
+// Command containerd is stock containerd v2.4.2 with its runtime v2 shim
+// manager, task runtime and "shim" sandbox controller replaced by shimkeeper.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/containerd/containerd/v2/cmd/containerd/command"
+
+	_ "github.com/shimkeeper/shimkeeper/plugin"
+)
+
+func main() {
+	if err := command.App().Run(context.Background(), os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "containerd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,93 @@
+package manager
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/errdefs"
+
+	"github.com/containerd/containerd/v2/pkg/atomicfile"
+	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
+	"github.com/containerd/containerd/v2/pkg/shim"
+)
+
+// CurrentShimVersion is the newest task API version spoken (task v3).
+const CurrentShimVersion = 3
+
+// ParseStartResponse decodes what a shim's `start` printed, or what a
+// bundle's bootstrap.json holds, in every form stock containerd accepts:
+//
+//  1. a protobuf BootstrapResult, taken as is;
+//  2. a JSON BootstrapResult with version >= 2;
+//  3. anything else: the trimmed text is a ttrpc address, task API v2.
+//
+// Forms 2 and 3 reject a version newer than CurrentShimVersion with
+// ErrNotImplemented. An empty reply is an error here (stock would try to
+// dial an empty abstract address).
+func ParseStartResponse(response []byte) (*bootapi.BootstrapResult, error) {
+	var result bootapi.BootstrapResult
+	if err := proto.Unmarshal(response, &result); err == nil && len(bytes.TrimSpace(response)) > 0 {
+		return &result, nil
+	}
+	response = bytes.TrimSpace(response)
+	if len(response) == 0 {
+		return nil, fmt.Errorf("shim returned no address: %w", errdefs.ErrInvalidArgument)
+	}
+	params := &bootapi.BootstrapResult{}
+	if err := json.Unmarshal(response, params); err != nil || params.Version < 2 {
+		params = &bootapi.BootstrapResult{Address: string(response), Protocol: "ttrpc", Version: 2}
+	}
+	if params.Version > CurrentShimVersion {
+		return nil, fmt.Errorf("unsupported shim version (%d): %w", params.Version, errdefs.ErrNotImplemented)
+	}
+	return params, nil
+}
+
+// ReadBootstrap reads <bundle>/bootstrap.json. When it is absent it falls
+// back to a 1.x-era <bundle>/address file (version 2, ttrpc), as stock
+// does, but without writing anything: migrating the file is the caller's
+// decision. legacy reports that the address file was used.
+func ReadBootstrap(bundlePath string) (params *bootapi.BootstrapResult, legacy bool, err error) {
+	data, err := os.ReadFile(filepath.Join(bundlePath, FileBootstrap))
+	if err == nil {
+		p, err := ParseStartResponse(data)
+		if err != nil {
+			return nil, false, fmt.Errorf("parse %s: %w", FileBootstrap, err)
+		}
+		return p, false, nil
+	}
+	if !os.IsNotExist(err) {
+		return nil, false, err
+	}
+	address, err := shim.ReadAddress(filepath.Join(bundlePath, FileAddress))
+	if err != nil {
+		return nil, false, fmt.Errorf("no %s and no legacy address file: %w", FileBootstrap, err)
+	}
+	if address == "" {
+		return nil, false, fmt.Errorf("legacy address file is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	return &bootapi.BootstrapResult{Version: 2, Address: address, Protocol: "ttrpc"}, true, nil
+}
+
+// WriteBootstrap writes params to <bundle>/bootstrap.json atomically (temp
+// file and rename, mode 0644) with encoding/json, byte-compatible with
+// stock.
+func WriteBootstrap(bundlePath string, params *bootapi.BootstrapResult) error {
+	data, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	f, err := atomicfile.New(filepath.Join(bundlePath, FileBootstrap), 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Cancel()
+		return err
+	}
+	return f.Close()
+}

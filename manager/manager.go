@@ -1,0 +1,459 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	task "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/core/sandbox"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/protobuf"
+	"github.com/containerd/containerd/v2/plugins"
+)
+
+// Timeouts are the shim budgets, read once from containerd's [timeouts].
+type Timeouts struct {
+	// Start bounds `shim start` (stock: unbounded).
+	Start time.Duration
+	// Load bounds connecting to and probing one shim.
+	Load time.Duration
+	// Cleanup bounds each teardown step: `shim delete`, task delete.
+	Cleanup time.Duration
+	// Shutdown bounds the Shutdown call after a task delete.
+	Shutdown time.Duration
+}
+
+// Config is what a Manager needs from the daemon.
+type Config struct {
+	// Address and TTRPCAddress are containerd's own, passed to shims. They
+	// must be stock's: the runc shim derives its socket name from Address.
+	Address, TTRPCAddress string
+	SocketDir             string
+	// Env is added to the environment of `shim start`.
+	Env        []string
+	Events     events.Publisher
+	Containers containers.Store
+	Sandboxes  sandbox.Store
+	Timeouts   Timeouts
+}
+
+// Manager starts, connects and tracks shims. The task runtime and the
+// sandbox controller share one Manager and one map of shims, as in stock.
+type Manager struct {
+	cfg      Config
+	shims    *runtime.NSMap[*Shim]
+	runtimes *runtimeResolver
+}
+
+// New returns a Manager. It starts nothing.
+func New(cfg Config) *Manager {
+	return &Manager{cfg: cfg, shims: runtime.NewNSMap[*Shim](), runtimes: newRuntimeResolver()}
+}
+
+// ID is the plugin id, io.containerd.shim.v1.manager.
+func (m *Manager) ID() string { return plugins.ShimPlugin.String() + ".manager" }
+
+// Env returns a copy of the configured shim environment. CRI reads the
+// last PATH= entry to find criu.
+func (m *Manager) Env() []string {
+	if m.cfg.Env == nil {
+		return nil
+	}
+	return append([]string(nil), m.cfg.Env...)
+}
+
+// Timeouts returns the budgets in force.
+func (m *Manager) Timeouts() Timeouts { return m.cfg.Timeouts }
+
+// Containers is the metadata container store.
+func (m *Manager) Containers() containers.Store { return m.cfg.Containers }
+
+// Sandboxes is the metadata sandbox store.
+func (m *Manager) Sandboxes() sandbox.Store { return m.cfg.Sandboxes }
+
+// ResolveRuntime finds the shim binary for a runtime name or path.
+func (m *Manager) ResolveRuntime(name string) (string, error) { return m.runtimes.Resolve(name) }
+
+// Get returns the shim registered under the context's namespace and id.
+func (m *Manager) Get(ctx context.Context, id string) (*Shim, error) { return m.shims.Get(ctx, id) }
+
+// All returns the registered shims, of every namespace when all is set.
+func (m *Manager) All(ctx context.Context, all bool) ([]*Shim, error) {
+	return m.shims.GetAll(ctx, all)
+}
+
+// Add registers s.
+func (m *Manager) Add(ctx context.Context, s *Shim) error {
+	return m.shims.AddWithNamespace(s.Namespace(), s)
+}
+
+// Remove unregisters id if it is still s.
+func (m *Manager) Remove(ctx context.Context, s *Shim) {
+	if cur, err := m.shims.Get(namespaces.WithNamespace(ctx, s.Namespace()), s.ID()); err == nil && cur == s {
+		m.shims.Delete(namespaces.WithNamespace(ctx, s.Namespace()), s.ID())
+	}
+}
+
+// Delete deletes the shim registered under id: closes its client (running
+// `shim delete`), removes its bundle and unregisters it.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	s, err := m.shims.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	err = s.Delete(ctx)
+	m.Remove(ctx, s)
+	return err
+}
+
+func (m *Manager) binary(b *Bundle, runtimePath string) *shimBinary {
+	return &shimBinary{
+		runtime:      runtimePath,
+		address:      m.cfg.Address,
+		ttrpcAddress: m.cfg.TTRPCAddress,
+		socketDir:    m.cfg.SocketDir,
+		env:          m.cfg.Env,
+		namespace:    b.Namespace,
+		id:           b.ID,
+		bundle:       b.Path,
+	}
+}
+
+// Start starts a shim for a new task or sandbox in bundle b, or joins the
+// shim of the task's sandbox (task API v3 and newer), and registers it.
+func (m *Manager) Start(ctx context.Context, id string, b *Bundle, opts runtime.CreateOpts) (_ *Shim, retErr error) {
+	params, join, err := m.joinParams(ctx, id, opts)
+	if err != nil {
+		return nil, err
+	}
+	var s *Shim
+	if join {
+		s, err = m.joinSandbox(ctx, b, opts, params)
+	} else {
+		s, err = m.startShim(ctx, b, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Add(ctx, s); err != nil {
+		m.discard(ctx, s)
+		return nil, fmt.Errorf("failed to add task: %w", err)
+	}
+	return s, nil
+}
+
+// joinParams decides, as stock does, whether a task joins its sandbox's
+// shim: the sandbox must be in the metadata store and its shim must speak
+// task API v3. It returns the bootstrap params to connect with.
+func (m *Manager) joinParams(ctx context.Context, id string, opts runtime.CreateOpts) (*bootapi.BootstrapResult, bool, error) {
+	if opts.SandboxID == "" {
+		return nil, false, nil
+	}
+	if _, err := m.cfg.Sandboxes.Get(ctx, opts.SandboxID); err != nil {
+		if !errdefs.IsNotFound(err) {
+			return nil, false, err
+		}
+		// A sandbox from containerd 1.x: its shim may not group, so start
+		// a shim for the task.
+		log.G(ctx).WithField("id", id).Warnf("sandbox (id=%s) not found, maybe created from v1.x", opts.SandboxID)
+		return nil, false, nil
+	}
+	var params *bootapi.BootstrapResult
+	if opts.Address != "" {
+		protocol, address, ok := strings.Cut(opts.Address, "+")
+		if !ok {
+			return nil, false, fmt.Errorf("the scheme of sandbox address should be in the form of <protocol>+<unix|vsock|tcp>, i.e. ttrpc+unix or grpc+vsock: %w", errdefs.ErrInvalidArgument)
+		}
+		params = &bootapi.BootstrapResult{Version: int32(opts.Version), Protocol: protocol, Address: address}
+		// The controller returns only where to connect; what the sandbox's
+		// shim advertised is on the instance we already hold.
+		if sb, err := m.shims.Get(ctx, opts.SandboxID); err == nil && sb.bootstrap != nil {
+			params.Extensions = sb.bootstrap.GetExtensions()
+		}
+	} else {
+		sb, err := m.shims.Get(ctx, opts.SandboxID)
+		if err != nil {
+			return nil, false, fmt.Errorf("can't find shim for sandbox %s: %w", opts.SandboxID, err)
+		}
+		p, _, err := ReadBootstrap(sb.Bundle())
+		if err != nil {
+			return nil, false, fmt.Errorf("failed to get bootstrap params of sandbox %s: %w", opts.SandboxID, err)
+		}
+		params = p
+	}
+	// Shims older than task API v3 need `start` and `delete` per container.
+	if params.Version < 3 {
+		return nil, false, nil
+	}
+	return params, true, nil
+}
+
+// joinSandbox connects the task to its sandbox's shim: no `start` runs and
+// no shim-binary-path is written; sandbox and bootstrap.json are.
+func (m *Manager) joinSandbox(ctx context.Context, b *Bundle, opts runtime.CreateOpts, params *bootapi.BootstrapResult) (*Shim, error) {
+	if err := os.WriteFile(filepath.Join(b.Path, FileSandbox), []byte(opts.SandboxID), 0o600); err != nil {
+		return nil, err
+	}
+	if err := WriteBootstrap(b.Path, params); err != nil {
+		return nil, fmt.Errorf("failed to write bootstrap.json for bundle %s: %w", b.Path, err)
+	}
+	runtimePath, err := m.runtimes.Resolve(opts.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("failed to resolve runtime path: %w", err)
+	}
+	s, err := m.Attach(ctx, b, m.binary(b, runtimePath), params)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load sandbox task %q: %w", opts.SandboxID, err)
+	}
+	return s, nil
+}
+
+// startShim runs `shim start`, records shim-binary-path and
+// bootstrap.json, connects and probes the new shim.
+func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateOpts) (_ *Shim, retErr error) {
+	runtimePath, err := m.runtimes.Resolve(opts.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("failed to resolve runtime path: %w", err)
+	}
+	bin := m.binary(b, runtimePath)
+	topts := opts.TaskOptions
+	if topts == nil || topts.GetValue() == nil {
+		topts = opts.RuntimeOptions
+	}
+
+	stopLogs, err := drainShimLog(namespaces.WithNamespace(context.Background(), b.Namespace), b.Path)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		stopLogs()
+		if started {
+			// The shim may be running without anyone connected to it:
+			// `shim delete` stops it and whatever it created.
+			m.runShimDelete(ctx, bin)
+		}
+	}()
+
+	sctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Start)
+	defer cancel()
+	params, err := bin.start(sctx, typeurl.MarshalProto(topts))
+	if err != nil {
+		// A shim we killed on timeout may have forked before dying.
+		started = sctx.Err() != nil
+		return nil, fmt.Errorf("start failed: %w", err)
+	}
+	started = true
+	if err := os.WriteFile(filepath.Join(b.Path, FileBinaryPath), []byte(runtimePath), 0o600); err != nil {
+		return nil, err
+	}
+	s := &Shim{bundle: b, binary: bin, protocol: params.Protocol, address: params.Address, bootstrap: params, closeLogs: stopLogs}
+	s.version.Store(params.Version)
+
+	lctx, lcancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
+	defer lcancel()
+	s.client, s.conn, err = connect(lctx, params, m.onClose(s))
+	if err != nil {
+		return nil, fmt.Errorf("start failed: %w", err)
+	}
+	// From here on, closing the client runs `shim delete` through the hook.
+	started = false
+	if err := WriteBootstrap(b.Path, params); err != nil {
+		m.discard(ctx, s)
+		return nil, fmt.Errorf("failed to write bootstrap.json: %w", err)
+	}
+	if err := m.probeNew(lctx, s); err != nil {
+		m.discard(ctx, s)
+		return nil, fmt.Errorf("start failed: %w", err)
+	}
+	return s, nil
+}
+
+// probeNew checks that a freshly started shim answers the task API before
+// the caller's unbounded Create: a shim that accepts connections but never
+// answers fails here within the load budget. NotImplemented downgrades to
+// task API v2. Other errors are left to Create: some shims know no task
+// before Create.
+func (m *Manager) probeNew(ctx context.Context, s *Shim) error {
+	_, err := m.connectRPC(ctx, s)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("shim accepted the connection but did not answer within %s: %w", m.cfg.Timeouts.Load, ctx.Err())
+	default:
+		log.G(ctx).WithError(err).WithField("id", s.ID()).Debug("shim connect probe failed; continuing")
+		return nil
+	}
+}
+
+// connectRPC calls the task API Connect, downgrading to v2 once on
+// NotImplemented, as stock does on load.
+func (m *Manager) connectRPC(ctx context.Context, s *Shim) (*task.ConnectResponse, error) {
+	call := func() (*task.ConnectResponse, error) {
+		tc, err := s.taskClient()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := tc.Connect(ctx, &task.ConnectRequest{ID: s.ID()})
+		return resp, errgrpc.ToNative(err)
+	}
+	resp, err := call()
+	if err != nil && errdefs.IsNotImplemented(err) && ctx.Err() == nil {
+		if derr := s.Downgrade(); derr == nil {
+			log.G(ctx).WithError(err).WithField("id", s.ID()).Warn("shim does not serve task API v3, downgrading to v2")
+			resp, err = call()
+		}
+	}
+	return resp, err
+}
+
+// Attach connects to an existing shim described by params, without a
+// `start`, and drains its log FIFO. bin may be nil when the shim's binary
+// cannot be resolved; such a shim can be served but `shim delete` cannot
+// run for it. The shim is not registered.
+func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) (_ *Shim, retErr error) {
+	stopLogs, err := drainShimLog(namespaces.WithNamespace(context.Background(), b.Namespace), b.Path)
+	if err != nil {
+		return nil, err
+	}
+	s := &Shim{bundle: b, binary: bin, protocol: params.Protocol, address: params.Address, bootstrap: params, closeLogs: stopLogs}
+	s.version.Store(params.Version)
+	lctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
+	defer cancel()
+	s.client, s.conn, err = connect(lctx, params, m.onClose(s))
+	if err != nil {
+		stopLogs()
+		return nil, fmt.Errorf("unable to make connection: %w", err)
+	}
+	return s, nil
+}
+
+// Binary returns the `shim delete` runner for bundle b and the resolved
+// runtime path.
+func (m *Manager) Binary(b *Bundle, runtimePath string) *shimBinary { return m.binary(b, runtimePath) }
+
+// discard tears down a shim that never became a task: close the client
+// (the hook runs `shim delete` and removes the bundle) under the cleanup
+// budget, detached from the caller, and unregister it.
+func (m *Manager) discard(ctx context.Context, s *Shim) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+	defer cancel()
+	if err := s.Delete(dctx); err != nil {
+		log.G(ctx).WithError(err).WithField("id", s.ID()).Warn("failed to clean up shim")
+	}
+	m.Remove(ctx, s)
+}
+
+func (m *Manager) runShimDelete(ctx context.Context, bin *shimBinary) (*runtime.Exit, error) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+	defer cancel()
+	exit, err := bin.delete(dctx)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("id", bin.id).Warn("failed to clean up after shim")
+	}
+	return exit, err
+}
+
+// onClose is the hook run when a shim's connection ends, locally or
+// remotely. Like stock: run `shim delete` (which stops what is left of the
+// container and unmounts it), remove the bundle, and, when the shim was a
+// registered task whose delete had not already reported its exit, publish
+// /tasks/exit and /tasks/delete and unregister it.
+func (m *Manager) onClose(s *Shim) func() {
+	return func() {
+		ctx := namespaces.WithNamespace(context.Background(), s.Namespace())
+		ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()}))
+		defer s.stopLogs()
+		if s.abandoned.Load() {
+			return
+		}
+		log.G(ctx).Info("shim disconnected")
+
+		var exit *runtime.Exit
+		if s.binary != nil {
+			var err error
+			if exit, err = m.runShimDelete(ctx, s.binary); err == nil {
+				if err := s.bundle.Delete(); err != nil {
+					log.G(ctx).WithError(err).Warn("failed to delete bundle of dead shim")
+				}
+			}
+		}
+		cur, err := m.shims.Get(ctx, s.ID())
+		if err != nil || cur != s {
+			return
+		}
+		defer m.shims.Delete(ctx, s.ID())
+		if s.deleteExit.Load() != nil || m.cfg.Events == nil {
+			return
+		}
+		if exit == nil {
+			exit = &runtime.Exit{Status: 255, Timestamp: time.Now()}
+		}
+		m.publishExit(ctx, s.ID(), exit)
+	}
+}
+
+// publishExit publishes /tasks/exit and /tasks/delete for a task whose
+// shim is gone.
+func (m *Manager) publishExit(ctx context.Context, id string, exit *runtime.Exit) {
+	at := protobuf.ToTimestamp(exit.Timestamp)
+	if err := m.cfg.Events.Publish(ctx, runtime.TaskExitEventTopic, &eventstypes.TaskExit{
+		ContainerID: id, ID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: at,
+	}); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to publish task exit")
+	}
+	if err := m.cfg.Events.Publish(ctx, runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
+		ContainerID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: at,
+	}); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to publish task delete")
+	}
+}
+
+func (m *Manager) shutdownContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, m.cfg.Timeouts.Shutdown)
+}
+
+// reap tears down a task the daemon gives up on (after a failed Create, or
+// a leaked shim): task Delete, Shutdown and close, detached from the
+// caller under the cleanup budget. If Delete fails, Shutdown and close are
+// still done, with a fresh budget if the first ran out. The bundle is
+// removed only when `shim delete` (run by the close hook) succeeds or the
+// task delete succeeded.
+func (m *Manager) reap(ctx context.Context, t *Task) error {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+	defer cancel()
+	_, err := t.delete(dctx, m.shutdownContext, func() {})
+	if err == nil {
+		return nil
+	}
+	// Over ttrpc a deadline comes back as ErrUnknown, so check the context
+	// rather than the error.
+	if dctx.Err() != nil {
+		dctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+		defer cancel()
+	}
+	_ = t.Shutdown(dctx)
+	if t.conn != nil {
+		_ = t.conn.Close()
+		_ = t.conn.UserOnCloseWait(dctx)
+	}
+	return err
+}

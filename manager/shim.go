@@ -1,0 +1,145 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/fifo"
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+
+	"github.com/containerd/containerd/v2/core/runtime"
+)
+
+// Shim is one connected shim process: the bundle it serves, its client
+// and what it advertised at start. A Shim is registered in the manager's
+// map under the task (or sandbox) id.
+type Shim struct {
+	bundle *Bundle
+	// binary runs `shim delete` for this bundle. It is nil for a shim that
+	// was adopted while its binary could not be resolved.
+	binary    *shimBinary
+	client    any
+	conn      shimConn
+	protocol  string
+	address   string
+	version   atomic.Int32
+	bootstrap *bootapi.BootstrapResult
+
+	// deleteExit caches the exit of the first successful task Delete, so
+	// a retry after a failed Shutdown still returns it, and so the close
+	// hook knows the shim already published the exit.
+	deleteExit atomic.Pointer[runtime.Exit]
+
+	logOnce   sync.Once
+	closeLogs func()
+
+	// abandoned marks a connection closed by us without giving up on the
+	// shim (a failed probe during recovery): the close hook then only stops
+	// the log copy and never runs `shim delete`.
+	abandoned atomic.Bool
+}
+
+// ID of the task or sandbox the shim serves.
+func (s *Shim) ID() string { return s.bundle.ID }
+
+// Namespace of the shim.
+func (s *Shim) Namespace() string { return s.bundle.Namespace }
+
+// Bundle path, <state>/<ns>/<id>.
+func (s *Shim) Bundle() string { return s.bundle.Path }
+
+// Client is the *ttrpc.Client or grpc.ClientConnInterface.
+func (s *Shim) Client() any { return s.client }
+
+// Endpoint is "<protocol>+<address>" and the task API version.
+func (s *Shim) Endpoint() (string, int) {
+	return s.protocol + "+" + s.address, int(s.version.Load())
+}
+
+// BootstrapResult is what the shim advertised when it started.
+func (s *Shim) BootstrapResult() *bootapi.BootstrapResult { return s.bootstrap }
+
+// Version is the task API version in use.
+func (s *Shim) Version() int { return int(s.version.Load()) }
+
+// Downgrade lowers the task API version from v3 to v2, for 1.7-era shims
+// behind a 2.x binary that prints version 3.
+func (s *Shim) Downgrade() error {
+	if v := s.version.Load(); v >= CurrentShimVersion {
+		s.version.CompareAndSwap(v, v-1)
+		return nil
+	}
+	return fmt.Errorf("unable to downgrade because shim version (%d) is lower than CurrentShimVersion (%d)", s.version.Load(), CurrentShimVersion)
+}
+
+func (s *Shim) taskClient() (taskClient, error) {
+	return newTaskClient(s.client, s.Version())
+}
+
+// Delete closes the client, waits for the close hook (which runs `shim
+// delete`), then removes the bundle and work dir.
+func (s *Shim) Delete(ctx context.Context) error {
+	var errs []error
+	if s.conn != nil {
+		if err := s.conn.Close(); err != nil && !errors.Is(err, io.EOF) {
+			errs = append(errs, fmt.Errorf("close shim client: %w", err))
+		}
+		if err := s.conn.UserOnCloseWait(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close wait: %w", err))
+		}
+	}
+	if err := s.bundle.Delete(); err != nil {
+		log.G(ctx).WithError(err).WithField("id", s.ID()).Error("failed to delete bundle")
+		errs = append(errs, fmt.Errorf("delete bundle: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Abandon closes the connection without touching the shim or its bundle.
+func (s *Shim) Abandon() {
+	s.abandoned.Store(true)
+	if s.conn != nil {
+		_ = s.conn.Close()
+	} else {
+		s.stopLogs()
+	}
+}
+
+// stopLogs stops copying the shim's log FIFO.
+func (s *Shim) stopLogs() {
+	s.logOnce.Do(func() {
+		if s.closeLogs != nil {
+			s.closeLogs()
+		}
+	})
+}
+
+// drainShimLog opens <bundle>/log (creating the FIFO) and copies what the
+// shim writes there to containerd's stderr until stop is called. A FIFO
+// that is never read blocks the shim once the pipe buffer fills.
+func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
+	f, err := fifo.OpenFifo(ctx, filepath.Join(bundle, FileLog), unix.O_RDWR|unix.O_CREAT|unix.O_NONBLOCK, 0o700)
+	if err != nil {
+		return nil, fmt.Errorf("open shim log pipe: %w", err)
+	}
+	var stopped atomic.Bool
+	go func() {
+		defer f.Close()
+		_, err := io.Copy(os.Stderr, f)
+		if err != nil && !stopped.Load() && !errors.Is(err, fifo.ErrReadClosed) && !errors.Is(err, os.ErrClosed) {
+			log.G(ctx).WithError(err).Error("copy shim log")
+		}
+	}()
+	return func() {
+		stopped.Store(true)
+		f.Close()
+	}, nil
+}

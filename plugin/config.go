@@ -1,0 +1,123 @@
+package plugin
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/platforms"
+
+	"github.com/containerd/containerd/v2/defaults"
+)
+
+// Config sections, as written in config.toml.
+const (
+	shimSection = `plugins."io.containerd.shim.v1.manager"`
+	taskSection = `plugins."io.containerd.runtime.v2.task"`
+)
+
+// maxSocketDirLen: a unix socket path holds 107 bytes; the shim socket is
+// <dir>/<64 hex chars>, so the dir may have at most 107-1-64 characters.
+const maxSocketDirLen = 42
+
+// ShimConfig is [plugins."io.containerd.shim.v1.manager"].
+type ShimConfig struct {
+	// Env is added to the environment of every `shim start`, as KEY=VALUE
+	// entries. Default: none.
+	Env []string `toml:"env"`
+	// SocketDir is where shims put their sockets. It must be absolute and
+	// at most 42 characters long. Default: /run/containerd/s for root;
+	// otherwise $XDG_RUNTIME_DIR/containerd/s, /run/<uid>/containerd/s or
+	// /tmp/containerd-s-<uid>, whichever is usable first.
+	SocketDir string `toml:"socket_dir"`
+}
+
+// Validate checks the config without touching the disk. It names the key
+// of any bad value.
+func (c *ShimConfig) Validate() error {
+	for i, e := range c.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%s.env[%d]: %q is not KEY=VALUE", shimSection, i, e)
+		}
+	}
+	if c.SocketDir != "" {
+		if !filepath.IsAbs(c.SocketDir) {
+			return fmt.Errorf("%s.socket_dir: must be an absolute path: %q", shimSection, c.SocketDir)
+		}
+		if d := filepath.Clean(c.SocketDir); len(d) > maxSocketDirLen {
+			return fmt.Errorf("%s.socket_dir: %q is %d characters long; the limit is %d (unix socket path length)", shimSection, d, len(d), maxSocketDirLen)
+		}
+	}
+	return nil
+}
+
+// socketDir returns the configured socket dir, cleaned, or the default.
+func (c *ShimConfig) socketDir() (string, error) {
+	if c.SocketDir != "" {
+		return filepath.Clean(c.SocketDir), nil
+	}
+	if d := defaultSocketDir(); d != "" {
+		return d, nil
+	}
+	return "", fmt.Errorf("%s.socket_dir: no usable default socket directory for this user; configure one", shimSection)
+}
+
+// TaskConfig is [plugins."io.containerd.runtime.v2.task"].
+type TaskConfig struct {
+	// Platforms the runtime supports. Default: the host platform, e.g.
+	// ["linux/amd64"].
+	Platforms []string `toml:"platforms"`
+}
+
+// Validate checks the config. It names the key of any bad value.
+func (c *TaskConfig) Validate() error {
+	for i, p := range c.Platforms {
+		if _, err := platforms.Parse(p); err != nil {
+			return fmt.Errorf("%s.platforms[%d]: %w", taskSection, i, err)
+		}
+	}
+	return nil
+}
+
+// defaultSocketDir is stock's choice: /run/containerd/s for root (neither
+// created nor checked here; the shim creates it), otherwise the first
+// candidate that is short enough, creatable 0700 and owned by the user.
+func defaultSocketDir() string {
+	dir := filepath.Join(defaults.DefaultStateDir, "s")
+	uid := os.Geteuid()
+	if uid == 0 {
+		return dir
+	}
+	candidates := []string{dir}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		candidates = append(candidates, filepath.Join(x, "containerd", "s"))
+	}
+	candidates = append(candidates, fmt.Sprintf("/run/%d/containerd/s", uid), fmt.Sprintf("/tmp/containerd-s-%d", uid))
+	for _, d := range candidates {
+		if len(d) <= maxSocketDirLen && usableSocketDir(d, uid) {
+			return d
+		}
+	}
+	return ""
+}
+
+func usableSocketDir(dir string, uid int) bool {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Uid) != uid {
+		return false
+	}
+	if fi.Mode().Perm() != 0o700 {
+		return os.Chmod(dir, 0o700) == nil
+	}
+	return true
+}

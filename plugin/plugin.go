@@ -1,0 +1,200 @@
+package plugin
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/log"
+	"github.com/containerd/platforms"
+	"github.com/containerd/plugin"
+	"github.com/containerd/plugin/registry"
+
+	"github.com/containerd/containerd/v2/core/events/exchange"
+	"github.com/containerd/containerd/v2/core/metadata"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/deprecation"
+	"github.com/containerd/containerd/v2/pkg/timeout"
+	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/containerd/v2/plugins/services/warning"
+
+	"github.com/shimkeeper/shimkeeper/loader"
+	"github.com/shimkeeper/shimkeeper/manager"
+)
+
+// Timeout keys. The first three are stock's; start is shimkeeper's.
+const (
+	TimeoutStart    = "io.containerd.timeout.shim.start"
+	TimeoutLoad     = "io.containerd.timeout.shim.load"
+	TimeoutCleanup  = "io.containerd.timeout.shim.cleanup"
+	TimeoutShutdown = "io.containerd.timeout.shim.shutdown"
+)
+
+// recoveryConcurrency bounds the shims probed at once during recovery.
+const recoveryConcurrency = 16
+
+func init() {
+	timeout.Set(TimeoutStart, 20*time.Second)
+	timeout.Set(TimeoutLoad, 5*time.Second)
+	timeout.Set(TimeoutCleanup, 5*time.Second)
+	timeout.Set(TimeoutShutdown, 3*time.Second)
+
+	registry.Register(&plugin.Registration{
+		Type:            plugins.ShimPlugin,
+		ID:              "manager",
+		Requires:        []plugin.Type{plugins.EventPlugin, plugins.MetadataPlugin},
+		Config:          &ShimConfig{},
+		InitFn:          initShimManager,
+		ConfigMigration: migrateConfig,
+	})
+	registry.Register(&plugin.Registration{
+		Type:     plugins.RuntimePluginV2,
+		ID:       "task",
+		Requires: []plugin.Type{plugins.ShimPlugin, plugins.MountManagerPlugin, plugins.WarningPlugin},
+		Config:   &TaskConfig{Platforms: []string{platforms.DefaultString()}},
+		InitFn:   initTaskRuntime,
+	})
+	registry.Register(&plugin.Registration{
+		Type:     plugins.SandboxControllerPlugin,
+		ID:       "shim",
+		Requires: []plugin.Type{plugins.ShimPlugin, plugins.EventPlugin},
+		InitFn:   initSandboxController,
+	})
+}
+
+// readTimeouts reads the [timeouts] budgets once; the server has applied
+// config.toml on top of the defaults set in init.
+func readTimeouts() manager.Timeouts {
+	return manager.Timeouts{
+		Start:    timeout.Get(TimeoutStart),
+		Load:     timeout.Get(TimeoutLoad),
+		Cleanup:  timeout.Get(TimeoutCleanup),
+		Shutdown: timeout.Get(TimeoutShutdown),
+	}
+}
+
+func initShimManager(ic *plugin.InitContext) (any, error) {
+	cfg := ic.Config.(*ShimConfig)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	socketDir, err := cfg.socketDir()
+	if err != nil {
+		return nil, err
+	}
+	mp, err := ic.GetSingle(plugins.MetadataPlugin)
+	if err != nil {
+		return nil, err
+	}
+	db, ok := mp.(*metadata.DB)
+	if !ok {
+		return nil, fmt.Errorf("metadata plugin is %T, not *metadata.DB", mp)
+	}
+	ep, err := ic.GetByID(plugins.EventPlugin, "exchange")
+	if err != nil {
+		return nil, err
+	}
+	ex, ok := ep.(*exchange.Exchange)
+	if !ok {
+		return nil, fmt.Errorf("event exchange is %T, not *exchange.Exchange", ep)
+	}
+	return manager.New(manager.Config{
+		Address:      ic.Properties[plugins.PropertyGRPCAddress],
+		TTRPCAddress: ic.Properties[plugins.PropertyTTRPCAddress],
+		SocketDir:    socketDir,
+		Env:          cfg.Env,
+		Events:       ex,
+		Containers:   metadata.NewContainerStore(db),
+		Sandboxes:    metadata.NewSandboxStore(db),
+		Timeouts:     readTimeouts(),
+	}), nil
+}
+
+func shimManager(ic *plugin.InitContext) (*manager.Manager, error) {
+	p, err := ic.GetSingle(plugins.ShimPlugin)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := p.(*manager.Manager)
+	if !ok {
+		return nil, fmt.Errorf("shim plugin is %T, not shimkeeper's manager", p)
+	}
+	return m, nil
+}
+
+func initTaskRuntime(ic *plugin.InitContext) (any, error) {
+	cfg := ic.Config.(*TaskConfig)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	supported, err := platforms.ParseAll(cfg.Platforms)
+	if err != nil {
+		return nil, err
+	}
+	ic.Meta.Platforms = supported
+	if ic.Meta.Exports == nil {
+		ic.Meta.Exports = map[string]string{}
+	}
+	ic.Meta.Exports["log-uri-schemes"] = logURISchemes()
+
+	m, err := shimManager(ic)
+	if err != nil {
+		return nil, err
+	}
+	var mounts mount.Manager
+	if mp, err := ic.GetSingle(plugins.MountManagerPlugin); err == nil {
+		mounts, _ = mp.(mount.Manager)
+	} else if !errors.Is(err, plugin.ErrPluginNotFound) {
+		return nil, err
+	}
+	root, state := ic.Properties[plugins.PropertyRootDir], ic.Properties[plugins.PropertyStateDir]
+	for _, d := range []string{root, state} {
+		// 0711 so that userns-remapped containers can traverse the state dir.
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	loader.Load(ic.Context, m, loader.Options{StateDir: state, RootDir: root, Concurrency: recoveryConcurrency})
+
+	wp, err := ic.GetSingle(plugins.WarningPlugin)
+	if err != nil {
+		return nil, err
+	}
+	if ws, ok := wp.(warning.Service); ok && cgroups.Mode() != cgroups.Unified && goruntime.GOOS == "linux" {
+		ws.Emit(ic.Context, deprecation.CgroupV1)
+	}
+	return manager.NewTaskManager(state, root, m, mounts), nil
+}
+
+func initSandboxController(ic *plugin.InitContext) (any, error) {
+	m, err := shimManager(ic)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ic.GetByID(plugins.EventPlugin, "exchange"); err != nil {
+		return nil, err
+	}
+	root, state := ic.Properties[plugins.PropertyRootDir], ic.Properties[plugins.PropertyStateDir]
+	for _, d := range []string{root, state} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		// Fix dirs created 0711 by older releases.
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	loader.Load(ic.Context, m, loader.Options{StateDir: state, RootDir: root, Concurrency: recoveryConcurrency})
+	log.G(ic.Context).Debug("shim sandbox controller ready")
+	return manager.NewSandboxController(state, root, m), nil
+}
+
+func logURISchemes() string {
+	if goruntime.GOOS == "windows" {
+		return "binary,binary-v2,file,npipe"
+	}
+	return "fifo,binary,binary-v2,file"
+}
