@@ -27,6 +27,33 @@ func confine(dir, path string) error {
 	if !Within(dir, path) {
 		return fmt.Errorf("remove %q (confined to %q): %w", path, dir, ErrOutside)
 	}
+	return noLinkBetween(dir, path)
+}
+
+// noLinkBetween refuses a path with a symlink among its components below
+// dir (the last one excepted, which is removed as a link): the path is
+// inside dir as text, but the kernel would follow the link outside it.
+func noLinkBetween(dir, path string) error {
+	dir, path = filepath.Clean(dir), filepath.Clean(path)
+	rel, err := filepath.Rel(dir, path)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(rel, string(filepath.Separator))
+	cur := dir
+	for _, part := range parts[:len(parts)-1] {
+		cur = filepath.Join(cur, part)
+		fi, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("remove %q: %q is a symlink (confined to %q): %w", path, cur, dir, ErrOutside)
+		}
+	}
 	return nil
 }
 
@@ -99,6 +126,9 @@ func FinishPending(dir, parent string) ([]string, error) {
 	if err := confine(dir, parent); err != nil && filepath.Clean(dir) != filepath.Clean(parent) {
 		return nil, err
 	}
+	if fi, err := os.Lstat(parent); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("finish pending removals in %q: a symlink (confined to %q): %w", parent, dir, ErrOutside)
+	}
 	entries, err := os.ReadDir(parent)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -110,7 +140,8 @@ func FinishPending(dir, parent string) ([]string, error) {
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if len(name) < 2 || name[0] != '.' || name == ".." {
+		// Only directories: AtomicRemove renames nothing else.
+		if len(name) < 2 || name[0] != '.' || name == ".." || !e.IsDir() {
 			continue
 		}
 		if err := Remove(dir, filepath.Join(parent, name)); err != nil {

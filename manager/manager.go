@@ -57,6 +57,7 @@ type Manager struct {
 	cfg      Config
 	shims    *runtime.NSMap[*Shim]
 	runtimes *runtimeResolver
+	holds    holds
 }
 
 // New returns a Manager. It starts nothing.
@@ -99,6 +100,16 @@ func (m *Manager) All(ctx context.Context, all bool) ([]*Shim, error) {
 // Add registers s.
 func (m *Manager) Add(ctx context.Context, s *Shim) error {
 	return m.shims.AddWithNamespace(s.Namespace(), s)
+}
+
+// Replace registers next in place of prev, if prev is still registered.
+func (m *Manager) Replace(ctx context.Context, prev, next *Shim) bool {
+	nctx := namespaces.WithNamespace(ctx, prev.Namespace())
+	if cur, err := m.shims.Get(nctx, prev.ID()); err != nil || cur != prev {
+		return false
+	}
+	m.shims.Delete(nctx, prev.ID())
+	return m.shims.AddWithNamespace(next.Namespace(), next) == nil
 }
 
 // Remove unregisters id if it is still s.
@@ -219,6 +230,10 @@ func (m *Manager) joinSandbox(ctx context.Context, b *Bundle, opts runtime.Creat
 	if err != nil {
 		return nil, fmt.Errorf("failed to load sandbox task %q: %w", opts.SandboxID, err)
 	}
+	if err := s.Arm(); err != nil {
+		m.discard(ctx, s)
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -273,6 +288,7 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 	if err != nil {
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
+	s.armed.Store(true)
 	// From here on, closing the client runs `shim delete` through the hook.
 	started = false
 	if err := WriteBootstrap(b.Path, params); err != nil {
@@ -326,21 +342,18 @@ func (m *Manager) connectRPC(ctx context.Context, s *Shim) (*task.ConnectRespons
 }
 
 // Attach connects to an existing shim described by params, without a
-// `start`, and drains its log FIFO. bin may be nil when the shim's binary
-// cannot be resolved; such a shim can be served but `shim delete` cannot
-// run for it. The shim is not registered.
-func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) (_ *Shim, retErr error) {
-	stopLogs, err := drainShimLog(namespaces.WithNamespace(context.Background(), b.Namespace), b.Path)
-	if err != nil {
-		return nil, err
-	}
-	s := &Shim{bundle: b, binary: bin, protocol: params.Protocol, address: params.Address, bootstrap: params, closeLogs: stopLogs}
+// `start`. The shim is neither armed nor registered, and nothing on disk is
+// touched: call Arm to put it in service. bin may be nil when the shim's
+// binary cannot be resolved; such a shim can be served but `shim delete`
+// cannot run for it.
+func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) (*Shim, error) {
+	s := &Shim{bundle: b, binary: bin, protocol: params.Protocol, address: params.Address, bootstrap: params}
 	s.version.Store(params.Version)
 	lctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
 	defer cancel()
+	var err error
 	s.client, s.conn, err = connect(lctx, params, m.onClose(s))
 	if err != nil {
-		stopLogs()
 		return nil, fmt.Errorf("unable to make connection: %w", err)
 	}
 	return s, nil
@@ -382,7 +395,7 @@ func (m *Manager) onClose(s *Shim) func() {
 		ctx := namespaces.WithNamespace(context.Background(), s.Namespace())
 		ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()}))
 		defer s.stopLogs()
-		if s.abandoned.Load() {
+		if !s.armed.Load() {
 			return
 		}
 		log.G(ctx).Info("shim disconnected")

@@ -63,6 +63,9 @@ func (c *SandboxController) Create(ctx context.Context, info sandbox.Sandbox, op
 		o(&co)
 	}
 	id := info.ID
+	if err := c.m.waitHeldCtx(ctx, id); err != nil {
+		return err
+	}
 	if _, err := c.m.Get(ctx, id); err == nil {
 		return fmt.Errorf("sandbox %s already running: %w", id, errdefs.ErrAlreadyExists)
 	}

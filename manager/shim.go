@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/fifo"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
 // Shim is one connected shim process: the bundle it serves, its client
@@ -41,10 +43,15 @@ type Shim struct {
 	logOnce   sync.Once
 	closeLogs func()
 
-	// abandoned marks a connection closed by us without giving up on the
-	// shim (a failed probe during recovery): the close hook then only stops
-	// the log copy and never runs `shim delete`.
-	abandoned atomic.Bool
+	// armed: the shim is in service, so losing its connection means it
+	// died: the close hook then runs `shim delete` and reports the exit. A
+	// shim that is only being probed (recovery) is not armed, and closing
+	// its connection, locally or remotely, touches nothing.
+	armed atomic.Bool
+
+	// unresponsiveSince is set on a placeholder for a shim that recovery
+	// could not judge (see NewUnresponsive).
+	unresponsiveSince time.Time
 }
 
 // ID of the task or sandbox the shim serves.
@@ -81,6 +88,9 @@ func (s *Shim) Downgrade() error {
 }
 
 func (s *Shim) taskClient() (taskClient, error) {
+	if s.Unresponsive() {
+		return unresponsiveClient{id: s.ID(), since: s.unresponsiveSince}, nil
+	}
 	return newTaskClient(s.client, s.Version())
 }
 
@@ -105,13 +115,29 @@ func (s *Shim) Delete(ctx context.Context) error {
 
 // Abandon closes the connection without touching the shim or its bundle.
 func (s *Shim) Abandon() {
-	s.abandoned.Store(true)
+	s.armed.Store(false)
 	if s.conn != nil {
 		_ = s.conn.Close()
-	} else {
-		s.stopLogs()
 	}
+	s.stopLogs()
 }
+
+// Arm puts a probed shim in service: its log FIFO is drained from now on,
+// and losing its connection runs the dead-shim cleanup.
+func (s *Shim) Arm() error {
+	if s.closeLogs == nil {
+		stop, err := drainShimLog(namespaces.WithNamespace(context.Background(), s.Namespace()), s.Bundle())
+		if err != nil {
+			return err
+		}
+		s.closeLogs = stop
+	}
+	s.armed.Store(true)
+	return nil
+}
+
+// Armed reports whether the shim is in service.
+func (s *Shim) Armed() bool { return s.armed.Load() }
 
 // stopLogs stops copying the shim's log FIFO.
 func (s *Shim) stopLogs() {

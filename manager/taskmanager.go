@@ -51,6 +51,9 @@ func (tm *TaskManager) RootDir() string  { return tm.rootDir }
 // Create makes the bundle, starts (or joins) a shim, activates the rootfs
 // mounts and creates the task in the shim. On failure it undoes all of it.
 func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.CreateOpts) (_ runtime.Task, retErr error) {
+	if err := tm.m.waitHeldCtx(ctx, taskID); err != nil {
+		return nil, err
+	}
 	b, err := NewBundle(ctx, tm.stateDir, tm.rootDir, taskID, opts.Spec)
 	if err != nil {
 		return nil, err

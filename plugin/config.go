@@ -6,10 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/containerd/platforms"
 
 	"github.com/containerd/containerd/v2/defaults"
+
+	"github.com/shimkeeper/shimkeeper/loader"
 )
 
 // Config sections, as written in config.toml.
@@ -70,6 +73,41 @@ type TaskConfig struct {
 	// Platforms the runtime supports. Default: the host platform, e.g.
 	// ["linux/amd64"].
 	Platforms []string `toml:"platforms"`
+
+	// RecoveryConcurrency is how many bundles recovery scans, probes and
+	// cleans up at once, across all namespaces. Default: 64.
+	RecoveryConcurrency int `toml:"recovery_concurrency"`
+	// RecoveryDeadline bounds the part of recovery that holds up daemon
+	// start (scan, probe, register). Shims not judged by then are kept,
+	// listed with an unknown state, and re-probed. Default: "10s".
+	RecoveryDeadline Duration `toml:"recovery_deadline"`
+	// RecoveryProbeTimeout bounds the probe of one shim. A shim that takes
+	// longer is kept (never removed) and re-probed. Default: "2s".
+	RecoveryProbeTimeout Duration `toml:"recovery_probe_timeout"`
+	// RecoveryRetryInitial and RecoveryRetryMax are the backoff of the
+	// background re-probes of unresponsive shims. Defaults: "1s", "30s".
+	RecoveryRetryInitial Duration `toml:"recovery_retry_initial"`
+	RecoveryRetryMax     Duration `toml:"recovery_retry_max"`
+}
+
+// Recovery defaults.
+const (
+	defaultRecoveryConcurrency  = 64
+	defaultRecoveryDeadline     = Duration(10 * time.Second)
+	defaultRecoveryProbeTimeout = Duration(2 * time.Second)
+	defaultRecoveryRetryInitial = Duration(time.Second)
+	defaultRecoveryRetryMax     = Duration(30 * time.Second)
+)
+
+func defaultTaskConfig() *TaskConfig {
+	return &TaskConfig{
+		Platforms:            []string{platforms.DefaultString()},
+		RecoveryConcurrency:  defaultRecoveryConcurrency,
+		RecoveryDeadline:     defaultRecoveryDeadline,
+		RecoveryProbeTimeout: defaultRecoveryProbeTimeout,
+		RecoveryRetryInitial: defaultRecoveryRetryInitial,
+		RecoveryRetryMax:     defaultRecoveryRetryMax,
+	}
 }
 
 // Validate checks the config. It names the key of any bad value.
@@ -79,7 +117,38 @@ func (c *TaskConfig) Validate() error {
 			return fmt.Errorf("%s.platforms[%d]: %w", taskSection, i, err)
 		}
 	}
+	if c.RecoveryConcurrency < 1 || c.RecoveryConcurrency > 4096 {
+		return fmt.Errorf("%s.recovery_concurrency: must be between 1 and 4096, got %d", taskSection, c.RecoveryConcurrency)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{
+		{"recovery_deadline", c.RecoveryDeadline},
+		{"recovery_probe_timeout", c.RecoveryProbeTimeout},
+		{"recovery_retry_initial", c.RecoveryRetryInitial},
+		{"recovery_retry_max", c.RecoveryRetryMax},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s.%s: must be a positive duration, got %q", taskSection, d.key, time.Duration(d.v))
+		}
+	}
+	if c.RecoveryRetryMax < c.RecoveryRetryInitial {
+		return fmt.Errorf("%s.recovery_retry_max: %s is below recovery_retry_initial %s", taskSection, time.Duration(c.RecoveryRetryMax), time.Duration(c.RecoveryRetryInitial))
+	}
 	return nil
+}
+
+func (c *TaskConfig) recoveryOptions(state, root string) loader.Options {
+	return loader.Options{
+		StateDir:     state,
+		RootDir:      root,
+		Concurrency:  c.RecoveryConcurrency,
+		Deadline:     time.Duration(c.RecoveryDeadline),
+		ProbeTimeout: time.Duration(c.RecoveryProbeTimeout),
+		RetryInitial: time.Duration(c.RecoveryRetryInitial),
+		RetryMax:     time.Duration(c.RecoveryRetryMax),
+	}
 }
 
 // defaultSocketDir is stock's choice: /run/containerd/s for root (neither

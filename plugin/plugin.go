@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"time"
 
@@ -33,9 +34,6 @@ const (
 	TimeoutShutdown = "io.containerd.timeout.shim.shutdown"
 )
 
-// recoveryConcurrency bounds the shims probed at once during recovery.
-const recoveryConcurrency = 16
-
 func init() {
 	timeout.Set(TimeoutStart, 20*time.Second)
 	timeout.Set(TimeoutLoad, 5*time.Second)
@@ -54,7 +52,7 @@ func init() {
 		Type:     plugins.RuntimePluginV2,
 		ID:       "task",
 		Requires: []plugin.Type{plugins.ShimPlugin, plugins.MountManagerPlugin, plugins.WarningPlugin},
-		Config:   &TaskConfig{Platforms: []string{platforms.DefaultString()}},
+		Config:   defaultTaskConfig(),
 		InitFn:   initTaskRuntime,
 	})
 	registry.Register(&plugin.Registration{
@@ -157,7 +155,8 @@ func initTaskRuntime(ic *plugin.InitContext) (any, error) {
 			return nil, err
 		}
 	}
-	loader.Load(ic.Context, m, loader.Options{StateDir: state, RootDir: root, Concurrency: recoveryConcurrency})
+	rec := loader.Run(ic.Context, m, cfg.recoveryOptions(state, root))
+	exportRecovery(ic, rec)
 
 	wp, err := ic.GetSingle(plugins.WarningPlugin)
 	if err != nil {
@@ -187,7 +186,9 @@ func initSandboxController(ic *plugin.InitContext) (any, error) {
 			return nil, err
 		}
 	}
-	loader.Load(ic.Context, m, loader.Options{StateDir: state, RootDir: root, Concurrency: recoveryConcurrency})
+	// The sandbox dirs are recovered with the task plugin's recovery
+	// settings: the controller has no config section of its own in stock.
+	loader.Run(ic.Context, m, defaultTaskConfig().recoveryOptions(state, root))
 	log.G(ic.Context).Debug("shim sandbox controller ready")
 	return manager.NewSandboxController(state, root, m), nil
 }
@@ -197,4 +198,19 @@ func logURISchemes() string {
 		return "binary,binary-v2,file,npipe"
 	}
 	return "fifo,binary,binary-v2,file"
+}
+
+// exportRecovery puts the readiness summary of the last recovery in the
+// plugin's exports (ctr plugins ls -d).
+func exportRecovery(ic *plugin.InitContext, rec *loader.Recovery) {
+	r := rec.Report()
+	ex := ic.Meta.Exports
+	ex["recovery.ready"] = time.Duration(r.Ready).String()
+	ex["recovery.boot_id"] = r.BootID
+	ex["recovery.rebooted"] = fmt.Sprint(r.Rebooted)
+	ex["recovery.report"] = filepath.Join(r.StateDir, loader.ReportFile)
+	ex["recovery.entries"] = fmt.Sprint(len(r.Entries))
+	for k, v := range r.Totals {
+		ex["recovery."+k] = fmt.Sprint(v)
+	}
 }

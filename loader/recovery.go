@@ -1,0 +1,388 @@
+package loader
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/containerd/containerd/v2/pkg/atomicfile"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/manager"
+)
+
+// BootIDFile, in the plugin's root dir (which survives reboots), holds the
+// boot id of the last recovery.
+const BootIDFile = "shimkeeper-boot-id"
+
+// Options configure a recovery pass.
+type Options struct {
+	// StateDir and RootDir are the plugin's dirs.
+	StateDir, RootDir string
+	// Concurrency bounds the bundles scanned and acted on at once.
+	Concurrency int
+	// Deadline bounds the readiness path: scanning, probing and
+	// registering. Shims not judged by then are kept and re-probed.
+	Deadline time.Duration
+	// ProbeTimeout bounds one shim's probe.
+	ProbeTimeout time.Duration
+	// RetryInitial and RetryMax are the backoff of background re-probes.
+	RetryInitial, RetryMax time.Duration
+	// BootIDPath is /proc/sys/kernel/random/boot_id unless set (tests).
+	BootIDPath string
+}
+
+// Recovery is one pass over one plugin's state dir. Run returns once the
+// readiness path is done; background work (cleanup of dead and leaked
+// shims, work-dir GC, re-probing) goes on; Wait waits for it, except for
+// re-probes, which last until their shims are judged.
+type Recovery struct {
+	m    *manager.Manager
+	opts Options
+	rep  *report
+	bg   sync.WaitGroup
+	// probing counts shims being re-probed.
+	probing sync.WaitGroup
+}
+
+// Run performs the readiness part of a recovery pass and starts the rest
+// in the background. ctx is used for the readiness path only; background
+// work is detached from it.
+func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
+	start := time.Now()
+	if opts.BootIDPath == "" {
+		opts.BootIDPath = "/proc/sys/kernel/random/boot_id"
+	}
+	r := &Recovery{m: m, opts: opts, rep: &report{path: filepath.Join(opts.StateDir, ReportFile)}}
+	bootID := readTrimmed(opts.BootIDPath)
+	lastBoot := readTrimmed(filepath.Join(opts.RootDir, BootIDFile))
+	rebooted := bootID != "" && lastBoot != "" && bootID != lastBoot
+	r.rep.update(func(rp *Report) {
+		rp.StateDir, rp.RootDir, rp.StartedAt, rp.BootID, rp.Rebooted = opts.StateDir, opts.RootDir, start, bootID, rebooted
+	})
+
+	entries, warnings := scan(ctx, m, scanOptions{
+		stateDir:     opts.StateDir,
+		rootDir:      opts.RootDir,
+		rebooted:     rebooted,
+		concurrency:  opts.Concurrency,
+		probeTimeout: opts.ProbeTimeout,
+		deadline:     start.Add(opts.Deadline),
+	})
+
+	var destructive []*scanned
+	var reports []*Entry
+	for _, s := range entries {
+		d := Decide(s.obs)
+		e := &Entry{Observation: s.obs, Action: d.Action, Reason: d.Reason, Notes: s.notes, Duration: Millis(s.scanDur)}
+		reports = append(reports, e)
+		r.actNow(ctx, s, e)
+		if d.Action.Destructive() {
+			destructive = append(destructive, s)
+		}
+	}
+
+	// Work dirs whose bundle is absent, decided now, removed in the
+	// background under a hold so that a Create of the same id waits.
+	orphans, err := cleanupOrphans(opts)
+	if err != nil {
+		warnings = append(warnings, "list work dirs: "+err.Error())
+	}
+	holds := map[*scanned]func(){}
+	for _, s := range destructive {
+		holds[s] = m.Hold(s.obs.Namespace, s.obs.ID)
+	}
+	orphanHolds := make([]func(), len(orphans))
+	for i, o := range orphans {
+		ns, id, _ := strings.Cut(o, "/")
+		orphanHolds[i] = m.Hold(ns, id)
+	}
+
+	r.rep.update(func(rp *Report) {
+		rp.Entries = reports
+		rp.Warnings = warnings
+		rp.Ready = Millis(time.Since(start))
+	})
+	if err := r.rep.write(); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to write recovery report")
+	}
+	r.logSummary(ctx, "recovery ready")
+
+	bctx := log.WithLogger(context.WithoutCancel(ctx), log.G(ctx))
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		r.background(bctx, destructive, holds, reports, entries, orphans, orphanHolds, bootID)
+	}()
+	return r
+}
+
+// actNow performs the non-destructive part of a decision, on the
+// readiness path.
+func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
+	logger := log.G(ctx).WithFields(log.Fields{"namespace": s.obs.Namespace, "id": s.obs.ID, "action": e.Action.String(), "reason": e.Reason})
+	keepConn := false
+	defer func() {
+		if !keepConn && s.probe.Shim != nil {
+			s.probe.Shim.Abandon()
+		}
+	}()
+	switch e.Action {
+	case ActionAdopt:
+		sh := s.probe.Shim
+		if err := sh.Arm(); err != nil {
+			e.Outcome, e.Error = OutcomeFailed, err.Error()
+			break
+		}
+		if err := r.m.Add(ctx, sh); err != nil {
+			e.Outcome, e.Error = OutcomeFailed, err.Error()
+			break
+		}
+		keepConn = true
+		e.Outcome = OutcomeDone
+		if s.migrate || s.probe.Downgraded {
+			// Record what the shim speaks so the next start need not
+			// rediscover it.
+			if err := r.m.WriteBootstrapFor(sh); err != nil {
+				e.Notes = append(e.Notes, "write bootstrap.json: "+err.Error())
+			}
+		}
+		logger.Debug("adopted shim")
+	case ActionReapLeaked:
+		keepConn = true
+		e.Outcome = OutcomePending
+	case ActionCleanupDead, ActionRemoveEmpty:
+		e.Outcome = OutcomePending
+	case ActionKeep:
+		e.Outcome = OutcomeDone
+		if s.params != nil && s.obs.Liveness == LivenessUnknown {
+			ph := r.m.NewUnresponsive(s.bundle, s.runtimePath, time.Now())
+			if err := r.m.Add(ctx, ph); err != nil {
+				e.Notes = append(e.Notes, "register unresponsive: "+err.Error())
+				break
+			}
+			e.Outcome = OutcomeProbing
+			r.probing.Add(1)
+			go r.reprobe(log.WithLogger(context.WithoutCancel(ctx), logger), s, ph, e)
+		}
+		logger.Warn("kept shim state untouched")
+	case ActionIgnore:
+		e.Outcome = OutcomeDone
+		if s.obs.Kind != KindDir || !s.obs.ValidName {
+			logger.Warn("ignored entry in state dir")
+		}
+	}
+}
+
+// background performs the destructive decisions and the work-dir GC, then
+// records the boot id.
+func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds map[*scanned]func(), reports []*Entry, all []*scanned, orphans []string, orphanHolds []func(), bootID string) {
+	byScan := map[*scanned]*Entry{}
+	for i, s := range all {
+		byScan[s] = reports[i]
+	}
+	sem := make(chan struct{}, max(r.opts.Concurrency, 1))
+	var wg sync.WaitGroup
+	var exits []func()
+	var mu sync.Mutex
+	for _, s := range destructive {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			defer holds[s]()
+			e := byScan[s]
+			start := time.Now()
+			publish, err := r.destroy(ctx, s, e.Action)
+			r.rep.update(func(*Report) {
+				e.Duration += Millis(time.Since(start))
+				if err != nil {
+					e.Outcome, e.Error = OutcomeFailed, err.Error()
+				} else {
+					e.Outcome = OutcomeDone
+				}
+			})
+			if publish != nil {
+				mu.Lock()
+				exits = append(exits, publish)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
+	var removed []string
+	for i, o := range orphans {
+		ns, id, _ := strings.Cut(o, "/")
+		if err := removeWorkDir(r.opts, ns, id); err != nil {
+			r.rep.update(func(rp *Report) { rp.Warnings = append(rp.Warnings, "remove work dir "+o+": "+err.Error()) })
+		} else {
+			removed = append(removed, o)
+		}
+		orphanHolds[i]()
+	}
+	r.rep.update(func(rp *Report) { rp.WorkDirsRemoved = append(rp.WorkDirsRemoved, removed...) })
+
+	if bootID != "" {
+		if err := writeFileAtomic(filepath.Join(r.opts.RootDir, BootIDFile), bootID+"\n"); err != nil {
+			log.G(ctx).WithError(err).Warn("failed to record boot id")
+		}
+	}
+	r.rep.update(func(rp *Report) { rp.Finished = time.Now() })
+	if err := r.rep.write(); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to write recovery report")
+	}
+	r.logSummary(ctx, "recovery finished")
+
+	if len(exits) > 0 {
+		// Subscribers (ctr events, CRI) connect once the daemon serves.
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if err := r.m.WaitServing(sctx); err != nil {
+			log.G(ctx).WithError(err).Warn("daemon not serving; publishing exit events anyway")
+		}
+		for _, p := range exits {
+			p()
+		}
+	}
+}
+
+// destroy carries out a destructive decision. It returns the events to
+// publish once the daemon serves.
+func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), error) {
+	logger := log.G(ctx).WithFields(log.Fields{"namespace": s.obs.Namespace, "id": s.obs.ID, "action": a.String()})
+	switch a {
+	case ActionRemoveEmpty:
+		return nil, s.bundle.Delete()
+	case ActionReapLeaked:
+		err := r.m.Reap(ctx, s.probe.Shim)
+		if err == nil {
+			logger.Info("reaped leaked shim")
+		}
+		return nil, err
+	case ActionCleanupDead:
+		exit, err := r.m.ShimDelete(ctx, s.bundle, s.runtimePath)
+		if err != nil && !(s.obs.Rebooted && s.runtimePath == "") {
+			if !s.obs.Rebooted {
+				// `shim delete` could not confirm the container is gone:
+				// keep the bundle, retry at the next start.
+				return nil, err
+			}
+			logger.WithError(err).Warn("shim delete failed after reboot; removing bundle anyway")
+		}
+		if err := s.bundle.Delete(); err != nil {
+			return nil, err
+		}
+		if !s.obs.Joined && s.params != nil {
+			if err := r.m.RemoveSocket(ctx, s.bundle, s.params.Address); err != nil {
+				logger.WithError(err).Warn("failed to remove shim socket")
+			}
+		}
+		logger.Info("cleaned up dead shim")
+		if exit == nil {
+			exit = exitUnknown()
+		}
+		ns, id := s.obs.Namespace, s.obs.ID
+		return func() { r.m.PublishExit(ctx, ns, id, exit) }, nil
+	}
+	return nil, nil
+}
+
+// reprobe probes a kept shim with backoff until it answers (it is then
+// adopted in place of its placeholder) or is proven gone (cleaned up).
+func (r *Recovery) reprobe(ctx context.Context, s *scanned, ph *manager.Shim, e *Entry) {
+	defer r.probing.Done()
+	delay := r.opts.RetryInitial
+	for {
+		time.Sleep(delay)
+		if cur, err := r.m.Get(nsContext(ctx, s), s.obs.ID); err != nil || cur != ph {
+			return // deleted or replaced meanwhile
+		}
+		pctx, cancel := context.WithTimeout(nsContext(ctx, s), r.opts.ProbeTimeout)
+		res := r.m.Probe(pctx, s.bundle, s.runtimePath, s.params)
+		cancel()
+		switch res.Liveness {
+		case manager.LivenessAlive:
+			if err := res.Shim.Arm(); err == nil && r.m.Replace(ctx, ph, res.Shim) {
+				r.rep.update(func(*Report) { e.Action, e.Reason, e.Outcome = ActionAdopt, "unresponsive shim answered", OutcomeDone })
+				_ = r.rep.write()
+				log.G(ctx).Info("unresponsive shim answered; adopted")
+				return
+			}
+			res.Shim.Abandon()
+			return
+		case manager.LivenessGone:
+			release := r.m.Hold(s.obs.Namespace, s.obs.ID)
+			r.m.Remove(ctx, ph)
+			s.obs.Liveness = LivenessGone
+			d := Decide(s.obs)
+			var err error
+			var publish func()
+			if d.Action == ActionCleanupDead {
+				publish, err = r.destroy(ctx, s, d.Action)
+			}
+			release()
+			r.rep.update(func(*Report) {
+				e.Action, e.Reason, e.Outcome = d.Action, "unresponsive shim is gone: "+d.Reason, OutcomeDone
+				if err != nil {
+					e.Outcome, e.Error = OutcomeFailed, err.Error()
+				}
+			})
+			_ = r.rep.write()
+			if publish != nil {
+				publish()
+			}
+			return
+		}
+		delay = min(delay*2, r.opts.RetryMax)
+	}
+}
+
+// Wait waits for the background work, re-probes excepted.
+func (r *Recovery) Wait() { r.bg.Wait() }
+
+// Report returns a copy of the report as it stands.
+func (r *Recovery) Report() Report { return r.rep.snapshot() }
+
+func (r *Recovery) logSummary(ctx context.Context, msg string) {
+	rp := r.rep.snapshot()
+	f := log.Fields{"state": rp.StateDir, "ready": time.Duration(rp.Ready).String(), "rebooted": rp.Rebooted, "entries": len(rp.Entries)}
+	for k, v := range rp.Totals {
+		f[k] = v
+	}
+	for k, v := range rp.Outcomes {
+		f["outcome_"+k] = v
+	}
+	log.G(ctx).WithFields(f).Info(msg)
+}
+
+func readTrimmed(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func writeFileAtomic(path, content string) error {
+	f, err := atomicfile.New(path, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write([]byte(content)); err != nil {
+		f.Cancel()
+		return err
+	}
+	return f.Close()
+}
+
+func timeNow() time.Time { return time.Now() }
+
+func nsContext(ctx context.Context, s *scanned) context.Context {
+	return namespaces.WithNamespace(ctx, s.obs.Namespace)
+}

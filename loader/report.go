@@ -1,0 +1,129 @@
+package loader
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/atomicfile"
+)
+
+// ReportFile is the name of the report in the plugin's state dir.
+const ReportFile = "shimkeeper-recovery.json"
+
+// Outcomes of an entry.
+const (
+	OutcomeDone    = "done"
+	OutcomePending = "pending"
+	OutcomeFailed  = "failed"
+	// OutcomeProbing: kept and registered as unresponsive; re-probed in
+	// the background.
+	OutcomeProbing = "probing"
+)
+
+// Entry is what recovery saw, decided and did for one bundle.
+type Entry struct {
+	Observation
+	Action   Action   `json:"action"`
+	Reason   string   `json:"reason"`
+	Outcome  string   `json:"outcome"`
+	Error    string   `json:"error,omitempty"`
+	Notes    []string `json:"notes,omitempty"`
+	Duration Millis   `json:"duration_ms"`
+}
+
+// Millis marshals a duration as fractional milliseconds.
+type Millis time.Duration
+
+func (d Millis) MarshalJSON() ([]byte, error) {
+	return json.Marshal(float64(time.Duration(d).Microseconds()) / 1000)
+}
+
+// Report is the record of one recovery pass of one plugin's state dir.
+type Report struct {
+	StateDir  string    `json:"state_dir"`
+	RootDir   string    `json:"root_dir"`
+	StartedAt time.Time `json:"started_at"`
+	// Ready is the time the pass held the daemon's start (the readiness
+	// path); Finished is when background work ended (zero while running).
+	Ready    Millis    `json:"ready_ms"`
+	Finished time.Time `json:"finished_at,omitzero"`
+	BootID   string    `json:"boot_id"`
+	Rebooted bool      `json:"rebooted"`
+	// Totals counts entries by action.
+	Totals map[string]int `json:"totals"`
+	// Outcomes counts entries by outcome.
+	Outcomes        map[string]int `json:"outcomes"`
+	Entries         []*Entry       `json:"entries"`
+	WorkDirsRemoved []string       `json:"work_dirs_removed,omitempty"`
+	Warnings        []string       `json:"warnings,omitempty"`
+}
+
+// report guards a Report shared by the pass and its background work.
+type report struct {
+	mu   sync.Mutex
+	r    Report
+	path string
+}
+
+func (rp *report) update(f func(r *Report)) {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	f(&rp.r)
+}
+
+// snapshot returns a deep enough copy for readers.
+func (rp *report) snapshot() Report {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	r := rp.r
+	r.Totals, r.Outcomes = map[string]int{}, map[string]int{}
+	r.Entries = make([]*Entry, len(rp.r.Entries))
+	for i, e := range rp.r.Entries {
+		c := *e
+		r.Entries[i] = &c
+		r.Totals[c.Action.String()]++
+		r.Outcomes[c.Outcome]++
+	}
+	for _, a := range Actions {
+		if _, ok := r.Totals[a.String()]; !ok {
+			r.Totals[a.String()] = 0
+		}
+	}
+	r.WorkDirsRemoved = append([]string(nil), rp.r.WorkDirsRemoved...)
+	r.Warnings = append([]string(nil), rp.r.Warnings...)
+	return r
+}
+
+// write stores the report atomically.
+func (rp *report) write() error {
+	r := rp.snapshot()
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := atomicfile.New(rp.path, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		f.Cancel()
+		return err
+	}
+	return f.Close()
+}
+
+// ReadReport reads a report written by a recovery pass.
+func ReadReport(stateDir string) (*Report, error) {
+	data, err := os.ReadFile(filepath.Join(stateDir, ReportFile))
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

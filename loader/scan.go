@@ -1,0 +1,248 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/errdefs"
+
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/sandbox"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/manager"
+)
+
+// Env is what the scan needs from the shim manager. Every method is
+// read-only on disk; Probe opens a connection and nothing else.
+type Env interface {
+	RuntimeName(ctx context.Context, b *manager.Bundle) (string, bool, error)
+	ResolveRuntime(name string) (string, error)
+	Containers() containers.Store
+	Sandboxes() sandbox.Store
+	DefaultAddress(ctx context.Context, b *manager.Bundle) (string, error)
+	Probe(ctx context.Context, b *manager.Bundle, runtimePath string, params *bootapi.BootstrapResult) manager.ProbeResult
+}
+
+// scanned is one entry: its observation plus what acting on it needs.
+type scanned struct {
+	obs         Observation
+	bundle      *manager.Bundle
+	runtimePath string
+	params      *bootapi.BootstrapResult
+	// migrate: the params came from a legacy address file or the default
+	// address, so bootstrap.json should be written on adoption.
+	migrate bool
+	probe   manager.ProbeResult
+	notes   []string
+	scanDur time.Duration
+}
+
+type scanOptions struct {
+	stateDir, rootDir string
+	rebooted          bool
+	concurrency       int
+	probeTimeout      time.Duration
+	deadline          time.Time
+}
+
+// scan observes every entry under <state>/<ns> of every namespace. It
+// writes, unlinks, unmounts and kills nothing; Probe only connects.
+func scan(ctx context.Context, env Env, o scanOptions) ([]*scanned, []string) {
+	var warnings []string
+	nsEntries, err := os.ReadDir(o.stateDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		warnings = append(warnings, "read state dir: "+err.Error())
+	}
+	var entries []*scanned
+	for _, nse := range nsEntries {
+		ns := nse.Name()
+		if strings.HasPrefix(ns, ".") || !nse.IsDir() {
+			continue
+		}
+		nsDir := filepath.Join(o.stateDir, ns)
+		list, err := os.ReadDir(nsDir)
+		if err != nil {
+			warnings = append(warnings, "read namespace dir "+nsDir+": "+err.Error())
+			continue
+		}
+		for _, e := range list {
+			id := e.Name()
+			if strings.HasPrefix(id, ".") {
+				continue // pending atomic removal; finished by the work-dir pass
+			}
+			entries = append(entries, &scanned{
+				obs:    Observation{Namespace: ns, ID: id, Rebooted: o.rebooted},
+				bundle: manager.LoadBundle(o.stateDir, o.rootDir, ns, id),
+			})
+		}
+	}
+
+	limit := max(o.concurrency, 1)
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for _, s := range entries {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			start := time.Now()
+			observe(namespaces.WithNamespace(ctx, s.obs.Namespace), env, o, s)
+			s.scanDur = time.Since(start)
+		}()
+	}
+	wg.Wait()
+	return entries, warnings
+}
+
+// observe fills in the facts of one entry.
+func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
+	obs := &s.obs
+	path := s.bundle.Path
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		obs.Kind = KindOther
+		s.note("lstat: " + err.Error())
+		return
+	case fi.Mode()&fs.ModeSymlink != 0:
+		obs.Kind = KindSymlink
+		return
+	case fi.Mode().IsRegular():
+		obs.Kind = KindFile
+		return
+	case !fi.IsDir():
+		obs.Kind = KindOther
+		return
+	}
+	obs.Kind = KindDir
+	obs.ValidName = identifiers.Validate(obs.Namespace) == nil && identifiers.Validate(obs.ID) == nil
+	if !obs.ValidName {
+		return
+	}
+	names, err := readDirNames(path)
+	if err != nil {
+		// Unreadable: nothing can be judged; it is not proof of emptiness.
+		s.note("read bundle: " + err.Error())
+	}
+	obs.Empty = err == nil && len(names) == 0
+	if obs.Empty {
+		return
+	}
+	has := func(n string) bool { _, ok := names[n]; return ok }
+	obs.Joined = has(manager.FileSandbox)
+
+	obs.Container = presence(env.Containers().Get(ctx, obs.ID))
+	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
+
+	obs.Runtime = PresenceUnknown
+	if name, found, err := env.RuntimeName(ctx, s.bundle); err != nil {
+		s.note("runtime: " + err.Error())
+	} else if found {
+		if p, err := env.ResolveRuntime(name); err != nil {
+			obs.Runtime = PresenceAbsent
+			s.note("runtime " + name + ": " + err.Error())
+		} else {
+			obs.Runtime = PresenceFound
+			s.runtimePath = p
+		}
+	}
+
+	if o.rebooted {
+		obs.Liveness = LivenessGone
+		return
+	}
+
+	params, legacy, err := manager.ReadBootstrap(path)
+	if err != nil {
+		// No usable bootstrap.json: try where the shim would listen had it
+		// been started by us for this id.
+		s.note("bootstrap: " + err.Error())
+		addr, aerr := env.DefaultAddress(ctx, s.bundle)
+		if aerr != nil {
+			s.note("default address: " + aerr.Error())
+			obs.Liveness = LivenessUnknown
+			return
+		}
+		params = &bootapi.BootstrapResult{Version: manager.CurrentShimVersion, Protocol: "ttrpc", Address: addr}
+		legacy = true
+	}
+	s.params, s.migrate = params, legacy
+
+	timeout := o.probeTimeout
+	if left := time.Until(o.deadline); left < timeout {
+		timeout = left
+	}
+	if timeout <= 0 {
+		obs.Liveness = LivenessUnknown
+		s.note("not probed: recovery deadline reached")
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s.probe = env.Probe(pctx, s.bundle, s.runtimePath, params)
+	obs.Liveness = livenessOf(s.probe.Liveness)
+	if s.probe.Err != nil {
+		s.note("probe: " + s.probe.Err.Error())
+	}
+	if obs.Liveness != LivenessAlive {
+		return
+	}
+	switch exists := s.probe.TaskExists(); {
+	case exists == nil:
+		obs.Task = TaskUnknown
+	case !*exists:
+		obs.Task = TaskNone
+	case s.probe.TaskExited():
+		obs.Task = TaskExited
+	default:
+		obs.Task = TaskLive
+	}
+}
+
+func (s *scanned) note(n string) { s.notes = append(s.notes, n) }
+
+func presence[T any](_ T, err error) Presence {
+	switch {
+	case err == nil:
+		return PresenceFound
+	case errdefs.IsNotFound(err):
+		return PresenceAbsent
+	}
+	return PresenceUnknown
+}
+
+func readDirNames(dir string) (map[string]struct{}, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		out[n] = struct{}{}
+	}
+	return out, nil
+}
+
+func livenessOf(l manager.Liveness) Liveness {
+	switch l {
+	case manager.LivenessAlive:
+		return LivenessAlive
+	case manager.LivenessGone:
+		return LivenessGone
+	}
+	return LivenessUnknown
+}

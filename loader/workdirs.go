@@ -1,0 +1,32 @@
+package loader
+
+import (
+	"path/filepath"
+
+	"github.com/containerd/containerd/v2/core/runtime"
+
+	"github.com/shimkeeper/shimkeeper/cleanup"
+)
+
+// cleanupOrphans finishes interrupted atomic removals in the state and
+// root dirs and lists work dirs whose bundle is absent.
+func cleanupOrphans(o Options) ([]string, error) {
+	_, err1 := cleanup.FinishAllPending(o.StateDir)
+	_, err2 := cleanup.FinishAllPending(o.RootDir)
+	orphans, err3 := cleanup.OrphanWorkDirs(o.StateDir, o.RootDir)
+	if err1 != nil {
+		return orphans, err1
+	}
+	if err2 != nil {
+		return orphans, err2
+	}
+	return orphans, err3
+}
+
+func removeWorkDir(o Options, ns, id string) error {
+	return cleanup.AtomicRemove(o.RootDir, filepath.Join(o.RootDir, ns, id))
+}
+
+func exitUnknown() *runtime.Exit {
+	return &runtime.Exit{Status: 255, Timestamp: timeNow()}
+}

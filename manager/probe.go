@@ -1,0 +1,179 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	task "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+)
+
+// RuntimeName returns the runtime recorded for an existing bundle: the
+// shim-binary-path file, or else the container record's runtime name.
+// found is false when neither names one.
+func (m *Manager) RuntimeName(ctx context.Context, b *Bundle) (name string, found bool, err error) {
+	data, err := os.ReadFile(filepath.Join(b.Path, FileBinaryPath))
+	if err == nil && strings.TrimSpace(string(data)) != "" {
+		return string(data), true, nil
+	}
+	if err != nil && !os.IsNotExist(err) {
+		return "", false, fmt.Errorf("read %s: %w", FileBinaryPath, err)
+	}
+	c, err := m.cfg.Containers.Get(ctx, b.ID)
+	if errdefs.IsNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return c.Runtime.Name, c.Runtime.Name != "", nil
+}
+
+// DefaultAddress is where a stock-protocol shim started for this bundle
+// listens when it is not grouped: unix://<socket dir>/<sha256 of
+// grpc-address/ns/id>. It lets recovery find a shim whose bootstrap.json
+// was never written (containerd crashed right after `shim start`).
+func (m *Manager) DefaultAddress(ctx context.Context, b *Bundle) (string, error) {
+	return shim.CreateSocketAddress(namespaces.WithNamespace(ctx, b.Namespace), m.cfg.SocketDir, m.cfg.Address, b.ID, false)
+}
+
+// Liveness classes a probe can end in.
+type Liveness uint8
+
+const (
+	LivenessUnknown Liveness = iota
+	LivenessAlive
+	LivenessGone
+)
+
+// ProbeResult is what a probe learned. Shim is connected (unarmed, not
+// registered) only when the shim answered.
+type ProbeResult struct {
+	Liveness Liveness
+	Shim     *Shim
+	// Downgraded: the shim answered only task API v2.
+	Downgraded bool
+	// State of the bundle's task; StateErr when the shim did not give it.
+	State    *task.StateResponse
+	StateErr error
+	Err      error
+}
+
+// TaskExists reports whether the shim knows the task: nil when it did not
+// say.
+func (r ProbeResult) TaskExists() *bool {
+	if r.State != nil {
+		t := true
+		return &t
+	}
+	if r.StateErr != nil && errdefs.IsNotFound(r.StateErr) {
+		f := false
+		return &f
+	}
+	return nil
+}
+
+// TaskExited reports whether the task's process has exited.
+func (r ProbeResult) TaskExited() bool {
+	return r.State != nil && r.State.Status == tasktypes.Status_STOPPED
+}
+
+// Probe dials the shim at params and asks it for the task: Connect (with
+// the v2 downgrade), then State. Nothing on disk is touched. A refused or
+// missing socket is Gone; a shim that answers is Alive; anything else,
+// timeouts included, is Unknown. ctx bounds the whole probe.
+func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, params *bootapi.BootstrapResult) ProbeResult {
+	s := &Shim{bundle: b, binary: m.BinaryFor(b, runtimePath), protocol: params.Protocol, address: params.Address, bootstrap: params}
+	s.version.Store(params.Version)
+	var err error
+	s.client, s.conn, err = connect(ctx, params, m.onClose(s))
+	if err != nil {
+		return ProbeResult{Liveness: dialLiveness(err), Err: err}
+	}
+	v := s.Version()
+	if _, err := m.connectRPC(ctx, s); err != nil {
+		s.Abandon()
+		return ProbeResult{Liveness: LivenessUnknown, Err: fmt.Errorf("task API connect: %w", err)}
+	}
+	r := ProbeResult{Liveness: LivenessAlive, Shim: s, Downgraded: s.Version() != v}
+	tc, err := s.taskClient()
+	if err != nil {
+		r.StateErr = err
+		return r
+	}
+	st, err := tc.State(ctx, &task.StateRequest{ID: b.ID})
+	if err != nil {
+		r.StateErr = errgrpc.ToNative(err)
+	} else {
+		r.State = st
+	}
+	return r
+}
+
+// dialLiveness classes a dial error: no socket, or nobody listening on it,
+// proves the shim gone; anything else (a timeout above all) proves
+// nothing.
+func dialLiveness(err error) Liveness {
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
+		return LivenessGone
+	}
+	return LivenessUnknown
+}
+
+// Reconnect reads the bundle's bootstrap.json (or legacy address file) and
+// probes the shim; it returns the connected, unarmed shim when it answered.
+func (m *Manager) Reconnect(ctx context.Context, b *Bundle, runtimePath string) (*Shim, error) {
+	params, _, err := ReadBootstrap(b.Path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
+	defer cancel()
+	r := m.Probe(ctx, b, runtimePath, params)
+	if r.Shim == nil {
+		return nil, r.Err
+	}
+	return r.Shim, nil
+}
+
+// WriteBootstrapFor records what a recovered shim speaks now (after a
+// v3→v2 downgrade or a legacy address migration) in its bootstrap.json,
+// so the next start does not repeat the failed probe.
+func (m *Manager) WriteBootstrapFor(s *Shim) error {
+	p := &bootapi.BootstrapResult{}
+	if s.bootstrap != nil {
+		*p = bootapi.BootstrapResult{
+			Version: s.bootstrap.Version, Address: s.bootstrap.Address, Protocol: s.bootstrap.Protocol,
+			Capabilities: s.bootstrap.Capabilities, Metadata: s.bootstrap.Metadata, Extensions: s.bootstrap.Extensions,
+		}
+	}
+	p.Version = int32(s.Version())
+	p.Address, p.Protocol = s.address, s.protocol
+	return WriteBootstrap(s.Bundle(), p)
+}
+
+// BinaryFor returns the `shim delete` runner for bundle b, or nil when
+// runtimePath is empty.
+func (m *Manager) BinaryFor(b *Bundle, runtimePath string) *shimBinary {
+	if runtimePath == "" {
+		return nil
+	}
+	return m.binary(b, runtimePath)
+}
+
+func debugAddress(ctx context.Context, m *Manager, b *Bundle) (string, error) {
+	return shim.CreateSocketAddress(namespaces.WithNamespace(ctx, b.Namespace), m.cfg.SocketDir, m.cfg.Address, b.ID, true)
+}
+
+func isNotFound(err error) bool { return errdefs.IsNotFound(err) }
