@@ -573,3 +573,41 @@ func TestDeleteBundleUnmountsRootfs(t *testing.T) {
 		t.Fatal("work dir still there")
 	}
 }
+
+// Stock canonicalizes the rootfs path before unmounting, so a rootfs that
+// is a symlink to a mount point elsewhere gets that mount unmounted. Ours
+// never follows it.
+func TestDeleteBundleRootfsLinkToMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	p := newBundle(t)
+	target, check := canary(t)
+	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "size=1m"); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			t.Skipf("cannot mount tmpfs here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(target, unix.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(target, "canary"), []byte("alive"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rootfs := filepath.Join(p.Bundle(), "rootfs")
+	if err := os.Remove(rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, rootfs); err != nil {
+		t.Fatal(err)
+	}
+	if err := DeleteBundle(p); err != nil {
+		t.Fatal(err)
+	}
+	if !isMountPoint(t, target) {
+		t.Fatal("the mount behind the rootfs symlink was unmounted")
+	}
+	check()
+	if exists(p.Bundle()) {
+		t.Fatal("bundle left behind")
+	}
+}

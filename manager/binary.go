@@ -201,4 +201,7 @@ func truncate(b []byte, n int) string {
 	return string(b[:n]) + "..."
 }
 
-var errNoClient = errors.New("shim has no client")
+var (
+	errNoClient = errors.New("shim has no client")
+	errShimGone = errors.New("shim is gone")
+)

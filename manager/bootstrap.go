@@ -3,6 +3,7 @@ package manager
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,11 +27,15 @@ const CurrentShimVersion = 3
 //  3. anything else: the trimmed text is a ttrpc address, task API v2.
 //
 // Forms 2 and 3 reject a version newer than CurrentShimVersion with
-// ErrNotImplemented. An empty reply is an error here (stock would try to
-// dial an empty abstract address).
+// ErrNotImplemented. An empty reply, or a reply in form 1 or 2 without an
+// address, is an error here: stock would dial the empty abstract address,
+// be refused, and take a live shim for a dead one.
 func ParseStartResponse(response []byte) (*bootapi.BootstrapResult, error) {
 	var result bootapi.BootstrapResult
 	if err := proto.Unmarshal(response, &result); err == nil && len(bytes.TrimSpace(response)) > 0 {
+		if result.Address == "" {
+			return nil, fmt.Errorf("shim bootstrap reply has no address: %w", errdefs.ErrInvalidArgument)
+		}
 		return &result, nil
 	}
 	response = bytes.TrimSpace(response)
@@ -43,6 +48,9 @@ func ParseStartResponse(response []byte) (*bootapi.BootstrapResult, error) {
 	}
 	if params.Version > CurrentShimVersion {
 		return nil, fmt.Errorf("unsupported shim version (%d): %w", params.Version, errdefs.ErrNotImplemented)
+	}
+	if params.Address == "" {
+		return nil, fmt.Errorf("shim bootstrap reply has no address: %w", errdefs.ErrInvalidArgument)
 	}
 	return params, nil
 }
@@ -64,7 +72,7 @@ func ReadBootstrap(bundlePath string) (params *bootapi.BootstrapResult, legacy b
 		return nil, false, err
 	}
 	address, err := shim.ReadAddress(filepath.Join(bundlePath, FileAddress))
-	if err != nil {
+	if err != nil && !errors.Is(err, shim.ErrNoAddress) {
 		return nil, false, fmt.Errorf("no %s and no legacy address file: %w", FileBootstrap, err)
 	}
 	if address == "" {

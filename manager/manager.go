@@ -288,7 +288,11 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 	if err != nil {
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
-	s.armed.Store(true)
+	if err := s.arm(); err != nil {
+		// The hook may have run unarmed: `shim delete` runs from the
+		// deferred cleanup.
+		return nil, fmt.Errorf("start failed: %w", err)
+	}
 	// From here on, closing the client runs `shim delete` through the hook.
 	started = false
 	if err := WriteBootstrap(b.Path, params); err != nil {
@@ -394,6 +398,7 @@ func (m *Manager) onClose(s *Shim) func() {
 	return func() {
 		ctx := namespaces.WithNamespace(context.Background(), s.Namespace())
 		ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()}))
+		s.closed.Store(true)
 		defer s.stopLogs()
 		if !s.armed.Load() {
 			return

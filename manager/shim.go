@@ -40,8 +40,15 @@ type Shim struct {
 	// hook knows the shim already published the exit.
 	deleteExit atomic.Pointer[runtime.Exit]
 
+	logMu     sync.Mutex
 	logOnce   sync.Once
 	closeLogs func()
+
+	// closed is set by the close hook before it looks at armed, and Arm
+	// checks it after setting armed: whichever comes second sees the other,
+	// so a shim that died between its probe and its adoption is never
+	// registered without its cleanup.
+	closed atomic.Bool
 
 	// armed: the shim is in service, so losing its connection means it
 	// died: the close hook then runs `shim delete` and reports the exit. A
@@ -123,16 +130,28 @@ func (s *Shim) Abandon() {
 }
 
 // Arm puts a probed shim in service: its log FIFO is drained from now on,
-// and losing its connection runs the dead-shim cleanup.
+// and losing its connection runs the dead-shim cleanup. It fails if the
+// connection has already closed: the shim is gone.
 func (s *Shim) Arm() error {
+	s.logMu.Lock()
 	if s.closeLogs == nil {
 		stop, err := drainShimLog(namespaces.WithNamespace(context.Background(), s.Namespace()), s.Bundle())
 		if err != nil {
+			s.logMu.Unlock()
 			return err
 		}
 		s.closeLogs = stop
 	}
+	s.logMu.Unlock()
+	return s.arm()
+}
+
+func (s *Shim) arm() error {
 	s.armed.Store(true)
+	if s.closed.Load() {
+		s.stopLogs()
+		return fmt.Errorf("connection to shim of %s closed before it was put in service: %w", s.ID(), errShimGone)
+	}
 	return nil
 }
 
@@ -141,11 +160,13 @@ func (s *Shim) Armed() bool { return s.armed.Load() }
 
 // stopLogs stops copying the shim's log FIFO.
 func (s *Shim) stopLogs() {
-	s.logOnce.Do(func() {
-		if s.closeLogs != nil {
-			s.closeLogs()
-		}
-	})
+	s.logMu.Lock()
+	stop := s.closeLogs
+	s.logMu.Unlock()
+	if stop == nil {
+		return
+	}
+	s.logOnce.Do(stop)
 }
 
 // drainShimLog opens <bundle>/log (creating the FIFO) and copies what the
