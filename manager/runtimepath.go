@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/containerd/errdefs"
-
 	"github.com/containerd/containerd/v2/pkg/shim"
 )
 
@@ -33,7 +31,7 @@ func newRuntimeResolver() *runtimeResolver {
 
 func (r *runtimeResolver) Resolve(runtime string) (string, error) {
 	if runtime == "" {
-		return "", fmt.Errorf("no runtime name: %w", errdefs.ErrInvalidArgument)
+		return "", errors.New("no runtime name")
 	}
 	if filepath.IsAbs(runtime) {
 		if _, err := os.Stat(runtime); err != nil {
@@ -41,7 +39,8 @@ func (r *runtimeResolver) Resolve(runtime string) (string, error) {
 		}
 		return runtime, nil
 	}
-	invalid := fmt.Errorf("invalid runtime name %s, correct runtime name should be either format like `io.containerd.runc.v2` or a full path to the binary: %w", runtime, errdefs.ErrInvalidArgument)
+	// The same text as stock, so that clients see the same error.
+	invalid := fmt.Errorf("invalid runtime name %s, correct runtime name should be either format like `io.containerd.runc.v2` or a full path to the binary", runtime)
 	if strings.Contains(runtime, "/") {
 		return "", invalid
 	}

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/containerd/errdefs"
 )
 
 // fakeBinary writes an executable file and returns its path.
@@ -37,8 +35,9 @@ func TestResolveRuntime(t *testing.T) {
 	t.Run("empty name", func(t *testing.T) {
 		var n int
 		_, err := testResolver(&n).Resolve("")
-		if !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Fatalf("got %v, want InvalidArgument", err)
+		// Stock's text, so that clients see the same error.
+		if err == nil || err.Error() != "no runtime name" {
+			t.Fatalf("got %v, want stock's %q", err, "no runtime name")
 		}
 	})
 
@@ -72,8 +71,8 @@ func TestResolveRuntime(t *testing.T) {
 		t.Run("relative path "+name, func(t *testing.T) {
 			var n int
 			_, err := testResolver(&n).Resolve(name)
-			if !errors.Is(err, errdefs.ErrInvalidArgument) {
-				t.Fatalf("got %v, want InvalidArgument", err)
+			if want := invalidRuntimeText(name); err == nil || err.Error() != want {
+				t.Fatalf("got %v, want stock's %q", err, want)
 			}
 			if n != 0 {
 				t.Error("a rejected name was looked up")
@@ -87,8 +86,8 @@ func TestResolveRuntime(t *testing.T) {
 		t.Run("bad name "+name, func(t *testing.T) {
 			var n int
 			_, err := testResolver(&n).Resolve(name)
-			if !errors.Is(err, errdefs.ErrInvalidArgument) {
-				t.Fatalf("got %v, want InvalidArgument", err)
+			if want := invalidRuntimeText(name); err == nil || err.Error() != want {
+				t.Fatalf("got %v, want stock's %q", err, want)
 			}
 			if n != 0 {
 				t.Error("a rejected name was looked up")
@@ -286,4 +285,10 @@ func TestResolveRuntime(t *testing.T) {
 			t.Errorf("PATH consulted %d times although the cwd has the binary", n)
 		}
 	})
+}
+
+// invalidRuntimeText is stock's error text for a rejected runtime name,
+// which clients (and TestErrorsMatchStock) see verbatim.
+func invalidRuntimeText(name string) string {
+	return "invalid runtime name " + name + ", correct runtime name should be either format like `io.containerd.runc.v2` or a full path to the binary"
 }
