@@ -56,7 +56,10 @@ type Decision struct {
 //   - a shim of unknown liveness is kept;
 //   - a live shim is adopted, unless it says it has no task and its id is
 //     not a sandbox (and it is not a sandbox's shared shim): then it leaked
-//     and is reaped. A live shim whose ownership is unknown is adopted.
+//     and is reaped, if its binary can run `shim delete`; otherwise it is
+//     kept (reaping removes the bundle, which must not happen without
+//     `shim delete` while the shim may still hold mounts). A live shim
+//     whose ownership is unknown is adopted.
 func Decide(o Observation) Decision {
 	switch {
 	case o.Kind != KindDir:
@@ -85,6 +88,8 @@ func Decide(o Observation) Decision {
 			return Decision{ActionAdopt, "shim alive, no task, but the shim is its sandbox's"}
 		case o.Sandbox != PresenceAbsent:
 			return Decision{ActionAdopt, "shim alive, no task, sandbox record " + o.Sandbox.String()}
+		case o.Runtime != PresenceFound:
+			return Decision{ActionKeep, "shim alive with no task and no sandbox, but its binary cannot be resolved to run shim delete"}
 		default:
 			return Decision{ActionReapLeaked, "shim alive with no task and no sandbox"}
 		}

@@ -9,7 +9,8 @@
 //   - decide (decide.go): a pure function from those facts to one action
 //     per entry, with the reason. Nothing is removed or stopped unless the
 //     shim is proven gone, the bundle is empty, or a live shim says it has
-//     no task and belongs to no sandbox.
+//     no task and belongs to no sandbox, and its binary can run `shim
+//     delete`.
 //   - act (recovery.go): on the readiness path, under one deadline, live
 //     shims are registered and undecidable ones registered as unresponsive
 //     placeholders; everything destructive (dead-shim cleanup, reaping,

@@ -35,6 +35,8 @@ type Options struct {
 	RetryInitial, RetryMax time.Duration
 	// BootIDPath is /proc/sys/kernel/random/boot_id unless set (tests).
 	BootIDPath string
+	// Observer, if set, is told of probes, decisions and outcomes.
+	Observer Observer
 }
 
 // Recovery is one pass over one plugin's state dir. Run returns once the
@@ -58,6 +60,13 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	if opts.BootIDPath == "" {
 		opts.BootIDPath = "/proc/sys/kernel/random/boot_id"
 	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	// Progress: a pass still running after a second logs what it has done.
+	prog := startProgress(context.WithoutCancel(ctx), opts.StateDir, opts.Observer, progressInterval)
+	opts.Observer = prog
+	obsv := opts.Observer
 	r := &Recovery{m: m, opts: opts, rep: &report{path: filepath.Join(opts.StateDir, ReportFile)}}
 	bootID := readTrimmed(opts.BootIDPath)
 	lastBoot := readTrimmed(filepath.Join(opts.RootDir, BootIDFile))
@@ -73,7 +82,9 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 		concurrency:  opts.Concurrency,
 		probeTimeout: opts.ProbeTimeout,
 		deadline:     start.Add(opts.Deadline),
+		observer:     obsv,
 	})
+	prog.setTotal(len(entries))
 
 	var destructive []*scanned
 	var reports []*Entry
@@ -81,9 +92,13 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 		d := Decide(s.obs)
 		e := &Entry{Observation: s.obs, Action: d.Action, Reason: d.Reason, Notes: s.notes, Duration: Millis(s.scanDur)}
 		reports = append(reports, e)
+		obsv.Decided(opts.StateDir, d.Action)
 		r.actNow(ctx, s, e)
 		if d.Action.Destructive() {
 			destructive = append(destructive, s)
+			obsv.Queue(opts.StateDir, 1)
+		} else {
+			obsv.Finished(opts.StateDir, d.Action, e.Outcome)
 		}
 	}
 
@@ -108,6 +123,7 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 		rp.Warnings = warnings
 		rp.Ready = Millis(time.Since(start))
 	})
+	obsv.Ready(opts.StateDir, time.Since(start))
 	if err := r.rep.write(); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write recovery report")
 	}
@@ -160,7 +176,7 @@ func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
 		e.Outcome = OutcomePending
 	case ActionKeep:
 		e.Outcome = OutcomeDone
-		if s.params != nil && s.obs.Liveness == LivenessUnknown {
+		if s.params != nil && !s.guessed && s.obs.Liveness == LivenessUnknown {
 			ph := r.m.NewUnresponsive(s.bundle, s.runtimePath, time.Now())
 			if err := r.m.Add(ctx, ph); err != nil {
 				e.Notes = append(e.Notes, "register unresponsive: "+err.Error())
@@ -168,6 +184,7 @@ func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
 			}
 			e.Outcome = OutcomeProbing
 			r.probing.Add(1)
+			r.opts.Observer.Unresponsive(r.opts.StateDir, 1)
 			go r.reprobe(log.WithLogger(context.WithoutCancel(ctx), logger), s, ph, e)
 		}
 		logger.Warn("kept shim state untouched")
@@ -199,6 +216,12 @@ func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds
 			e := byScan[s]
 			start := time.Now()
 			publish, err := r.destroy(ctx, s, e.Action)
+			r.opts.Observer.Queue(r.opts.StateDir, -1)
+			outcome := OutcomeDone
+			if err != nil {
+				outcome = OutcomeFailed
+			}
+			r.opts.Observer.Finished(r.opts.StateDir, e.Action, outcome)
 			r.rep.update(func(*Report) {
 				e.Duration += Millis(time.Since(start))
 				if err != nil {
@@ -233,6 +256,7 @@ func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds
 			log.G(ctx).WithError(err).Warn("failed to record boot id")
 		}
 	}
+	stopProgress(r.opts.Observer) // before Finished: observers see the pass end first
 	r.rep.update(func(rp *Report) { rp.Finished = time.Now() })
 	if err := r.rep.write(); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write recovery report")
@@ -278,8 +302,12 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 		if err := s.bundle.Delete(); err != nil {
 			return nil, err
 		}
-		if !s.obs.Joined && s.params != nil {
-			if err := r.m.RemoveSocket(ctx, s.bundle, s.params.Address); err != nil {
+		if !s.obs.Joined {
+			var address string
+			if s.params != nil {
+				address = s.params.Address
+			}
+			if err := r.m.RemoveSocket(ctx, s.bundle, address); err != nil {
 				logger.WithError(err).Warn("failed to remove shim socket")
 			}
 		}
@@ -297,6 +325,7 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 // adopted in place of its placeholder) or is proven gone (cleaned up).
 func (r *Recovery) reprobe(ctx context.Context, s *scanned, ph *manager.Shim, e *Entry) {
 	defer r.probing.Done()
+	defer r.opts.Observer.Unresponsive(r.opts.StateDir, -1)
 	delay := r.opts.RetryInitial
 	for {
 		time.Sleep(delay)
@@ -304,12 +333,23 @@ func (r *Recovery) reprobe(ctx context.Context, s *scanned, ph *manager.Shim, e 
 			return // deleted or replaced meanwhile
 		}
 		pctx, cancel := context.WithTimeout(nsContext(ctx, s), r.opts.ProbeTimeout)
+		pstart := time.Now()
 		res := r.m.Probe(pctx, s.bundle, s.runtimePath, s.params)
 		cancel()
+		r.opts.Observer.Probed(r.opts.StateDir, livenessOf(res.Liveness), time.Since(pstart))
 		switch res.Liveness {
 		case manager.LivenessAlive:
-			if err := res.Shim.Arm(); err == nil && r.m.Replace(ctx, ph, res.Shim) {
-				r.rep.update(func(*Report) { e.Action, e.Reason, e.Outcome = ActionAdopt, "unresponsive shim answered", OutcomeDone })
+			if err := res.Shim.Arm(); err != nil {
+				// Not in service yet: the placeholder stays, and so does
+				// the probing, rather than leaving it unprobed for good.
+				res.Shim.Abandon()
+				log.G(ctx).WithError(err).Warn("unresponsive shim answered but could not be armed; probing again")
+				break
+			}
+			if r.m.Replace(ctx, ph, res.Shim) {
+				r.rep.update(func(*Report) {
+					e.Liveness, e.Action, e.Reason, e.Outcome = LivenessAlive, ActionAdopt, "unresponsive shim answered", OutcomeDone
+				})
 				_ = r.rep.write()
 				log.G(ctx).Info("unresponsive shim answered; adopted")
 				return
@@ -328,6 +368,8 @@ func (r *Recovery) reprobe(ctx context.Context, s *scanned, ph *manager.Shim, e 
 			}
 			release()
 			r.rep.update(func(*Report) {
+				// The entry shows the facts the new decision rests on.
+				e.Liveness = LivenessGone
 				e.Action, e.Reason, e.Outcome = d.Action, "unresponsive shim is gone: "+d.Reason, OutcomeDone
 				if err != nil {
 					e.Outcome, e.Error = OutcomeFailed, err.Error()

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -39,6 +40,17 @@ type Millis time.Duration
 
 func (d Millis) MarshalJSON() ([]byte, error) {
 	return json.Marshal(float64(time.Duration(d).Microseconds()) / 1000)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, so that ReadReport can read
+// a report back.
+func (d *Millis) UnmarshalJSON(b []byte) error {
+	var ms float64
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return err
+	}
+	*d = Millis(math.Round(ms*1000) * float64(time.Microsecond))
+	return nil
 }
 
 // Report is the record of one recovery pass of one plugin's state dir.

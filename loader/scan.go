@@ -3,6 +3,7 @@ package loader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -41,6 +42,8 @@ type scanned struct {
 	// migrate: the params came from a legacy address file or the default
 	// address, so bootstrap.json should be written on adoption.
 	migrate bool
+	// guessed: the address is the default one, not a recorded one.
+	guessed bool
 	probe   manager.ProbeResult
 	notes   []string
 	scanDur time.Duration
@@ -52,6 +55,8 @@ type scanOptions struct {
 	concurrency       int
 	probeTimeout      time.Duration
 	deadline          time.Time
+	// observer is told of each probe; nil is a no-op.
+	observer Observer
 }
 
 // scan observes every entry under <state>/<ns> of every namespace. It
@@ -144,7 +149,10 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
 
 	obs.Runtime = PresenceUnknown
-	if name, found, err := env.RuntimeName(ctx, s.bundle); err != nil {
+	if err := regularOrAbsent(filepath.Join(path, manager.FileBinaryPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// RuntimeName reads the file: a FIFO would block it for ever.
+		s.note("runtime: " + err.Error())
+	} else if name, found, err := env.RuntimeName(ctx, s.bundle); err != nil {
 		s.note("runtime: " + err.Error())
 	} else if found {
 		if p, err := env.ResolveRuntime(name); err != nil {
@@ -156,26 +164,36 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		}
 	}
 
+	params, form, err := readBootstrap(path)
 	if o.rebooted {
+		// Nothing survived the reboot: no probe.
 		obs.Liveness = LivenessGone
 		return
 	}
-
-	params, legacy, err := manager.ReadBootstrap(path)
+	// Where to look for the shim: the recorded address, and, when there is
+	// none or it may be a damaged file read as an address, the default
+	// address of a shim started for this id.
+	var candidates []*bootapi.BootstrapResult
+	trusted := err == nil && form != manager.FormOther
 	if err != nil {
-		// No usable bootstrap.json: try where the shim would listen had it
-		// been started by us for this id.
 		s.note("bootstrap: " + err.Error())
-		addr, aerr := env.DefaultAddress(ctx, s.bundle)
-		if aerr != nil {
-			s.note("default address: " + aerr.Error())
-			obs.Liveness = LivenessUnknown
-			return
+	} else {
+		candidates = append(candidates, params)
+		if !trusted {
+			s.note("bootstrap.json is not in the JSON form containerd writes; its address is not trusted")
 		}
-		params = &bootapi.BootstrapResult{Version: manager.CurrentShimVersion, Protocol: "ttrpc", Address: addr}
-		legacy = true
 	}
-	s.params, s.migrate = params, legacy
+	if !trusted {
+		if addr, aerr := env.DefaultAddress(ctx, s.bundle); aerr != nil {
+			s.note("default address: " + aerr.Error())
+		} else if len(candidates) == 0 || candidates[0].Address != addr {
+			candidates = append(candidates, &bootapi.BootstrapResult{Version: manager.CurrentShimVersion, Protocol: "ttrpc", Address: addr})
+		}
+	}
+	if len(candidates) == 0 {
+		obs.Liveness = LivenessUnknown
+		return
+	}
 
 	timeout := o.probeTimeout
 	if left := time.Until(o.deadline); left < timeout {
@@ -188,10 +206,29 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	s.probe = env.Probe(pctx, s.bundle, s.runtimePath, params)
+	pstart := time.Now()
+	for i, c := range candidates {
+		s.probe = env.Probe(pctx, s.bundle, s.runtimePath, c)
+		s.params = c
+		s.migrate = form == manager.FormLegacyAddress || i > 0 || err != nil
+		s.guessed = !trusted
+		if s.probe.Err != nil {
+			s.note("probe " + c.Address + ": " + s.probe.Err.Error())
+		}
+		if s.probe.Liveness == manager.LivenessAlive {
+			break
+		}
+	}
 	obs.Liveness = livenessOf(s.probe.Liveness)
-	if s.probe.Err != nil {
-		s.note("probe: " + s.probe.Err.Error())
+	if obs.Liveness == LivenessGone && !trusted {
+		// A refused dial to an address we are not sure of proves nothing:
+		// the shim may listen where its lost or damaged bootstrap.json said
+		// (a grouped shim does).
+		obs.Liveness = LivenessUnknown
+		s.note("no trusted address for the shim; liveness unknown")
+	}
+	if o.observer != nil {
+		o.observer.Probed(o.stateDir, obs.Liveness, time.Since(pstart))
 	}
 	if obs.Liveness != LivenessAlive {
 		return
@@ -209,6 +246,37 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 }
 
 func (s *scanned) note(n string) { s.notes = append(s.notes, n) }
+
+// readBootstrap is manager.ReadBootstrap for files that are regular: a
+// bootstrap.json or address that is a FIFO would block the scan for ever,
+// and one that is a symlink would lead it out of the bundle (to
+// /dev/zero, say). Either counts as no usable bootstrap.
+func readBootstrap(bundle string) (*bootapi.BootstrapResult, manager.BootstrapForm, error) {
+	err := regularOrAbsent(filepath.Join(bundle, manager.FileBootstrap))
+	if errors.Is(err, fs.ErrNotExist) {
+		err = regularOrAbsent(filepath.Join(bundle, manager.FileAddress))
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, manager.FormOther, err
+	}
+	return manager.ReadBootstrapForm(bundle)
+}
+
+// errNotRegular: a bundle file the scan will not read.
+var errNotRegular = errors.New("not a regular file")
+
+// regularOrAbsent returns nil for a regular file, an error wrapping
+// fs.ErrNotExist for a missing one, and errNotRegular for anything else.
+func regularOrAbsent(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s: %w (%s)", filepath.Base(path), errNotRegular, fi.Mode().Type())
+	}
+	return nil
+}
 
 func presence[T any](_ T, err error) Presence {
 	switch {

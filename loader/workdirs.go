@@ -30,3 +30,9 @@ func removeWorkDir(o Options, ns, id string) error {
 func exitUnknown() *runtime.Exit {
 	return &runtime.Exit{Status: 255, Timestamp: timeNow()}
 }
+
+// listOrphans lists, without removing anything, the work dirs a pass
+// would remove.
+func listOrphans(o Options) ([]string, error) {
+	return cleanup.OrphanWorkDirs(o.StateDir, o.RootDir)
+}

@@ -60,25 +60,72 @@ func ParseStartResponse(response []byte) (*bootapi.BootstrapResult, error) {
 // does, but without writing anything: migrating the file is the caller's
 // decision. legacy reports that the address file was used.
 func ReadBootstrap(bundlePath string) (params *bootapi.BootstrapResult, legacy bool, err error) {
+	p, form, err := ReadBootstrapForm(bundlePath)
+	return p, form == FormLegacyAddress, err
+}
+
+// BootstrapForm says where a shim's bootstrap params were read from, and so
+// how far its address can be trusted.
+type BootstrapForm uint8
+
+const (
+	// FormJSON: bootstrap.json as containerd writes it. Trusted.
+	FormJSON BootstrapForm = iota
+	// FormLegacyAddress: a 1.x-era address file. Trusted.
+	FormLegacyAddress
+	// FormOther: bootstrap.json in a form containerd never writes
+	// (protobuf, plain text): accepted as stock accepts it, but it may be
+	// a damaged file read as an address, so a refused dial to it proves
+	// nothing.
+	FormOther
+)
+
+// ReadBootstrapForm is ReadBootstrap, also saying which form the params
+// came in.
+func ReadBootstrapForm(bundlePath string) (*bootapi.BootstrapResult, BootstrapForm, error) {
 	data, err := os.ReadFile(filepath.Join(bundlePath, FileBootstrap))
 	if err == nil {
+		if p, err := parseBootstrapFile(data); err == nil {
+			return p, FormJSON, nil
+		}
 		p, err := ParseStartResponse(data)
 		if err != nil {
-			return nil, false, fmt.Errorf("parse %s: %w", FileBootstrap, err)
+			return nil, FormOther, fmt.Errorf("parse %s: %w", FileBootstrap, err)
 		}
-		return p, false, nil
+		return p, FormOther, nil
 	}
 	if !os.IsNotExist(err) {
-		return nil, false, err
+		return nil, FormJSON, err
 	}
 	address, err := shim.ReadAddress(filepath.Join(bundlePath, FileAddress))
 	if err != nil && !errors.Is(err, shim.ErrNoAddress) {
-		return nil, false, fmt.Errorf("no %s and no legacy address file: %w", FileBootstrap, err)
+		return nil, FormLegacyAddress, fmt.Errorf("no %s and no legacy address file: %w", FileBootstrap, err)
 	}
 	if address == "" {
-		return nil, false, fmt.Errorf("legacy address file is empty: %w", errdefs.ErrInvalidArgument)
+		return nil, FormLegacyAddress, fmt.Errorf("legacy address file is empty: %w", errdefs.ErrInvalidArgument)
 	}
-	return &bootapi.BootstrapResult{Version: 2, Address: address, Protocol: "ttrpc"}, true, nil
+	return &bootapi.BootstrapResult{Version: 2, Address: address, Protocol: "ttrpc"}, FormLegacyAddress, nil
+}
+
+// parseBootstrapFile decodes a bootstrap.json. Containerd (stock and ours)
+// only ever writes it with encoding/json, so unlike a `start` reply it is
+// not read as address text: a damaged file read that way would be dialled
+// as an abstract socket, refused, and taken as proof that a live shim is
+// dead.
+func parseBootstrapFile(data []byte) (*bootapi.BootstrapResult, error) {
+	p := &bootapi.BootstrapResult{}
+	if err := json.Unmarshal(bytes.TrimSpace(data), p); err != nil {
+		return nil, fmt.Errorf("not a JSON bootstrap result: %w: %w", err, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case p.Version < 2:
+		return nil, fmt.Errorf("version %d is below 2: %w", p.Version, errdefs.ErrInvalidArgument)
+	case p.Version > CurrentShimVersion:
+		return nil, fmt.Errorf("unsupported shim version (%d): %w", p.Version, errdefs.ErrNotImplemented)
+	case p.Address == "":
+		return nil, fmt.Errorf("no address: %w", errdefs.ErrInvalidArgument)
+	}
+	return p, nil
 }
 
 // WriteBootstrap writes params to <bundle>/bootstrap.json atomically (temp

@@ -24,6 +24,7 @@ import (
 
 	"github.com/shimkeeper/shimkeeper/loader"
 	"github.com/shimkeeper/shimkeeper/manager"
+	"github.com/shimkeeper/shimkeeper/metrics"
 )
 
 // Timeout keys. The first three are stock's; start is shimkeeper's.
@@ -155,7 +156,9 @@ func initTaskRuntime(ic *plugin.InitContext) (any, error) {
 			return nil, err
 		}
 	}
-	rec := loader.Run(ic.Context, m, cfg.recoveryOptions(state, root))
+	opts := cfg.recoveryOptions(state, root)
+	opts.Observer = metrics.Default()
+	rec := loader.Run(ic.Context, m, opts)
 	exportRecovery(ic, rec)
 
 	wp, err := ic.GetSingle(plugins.WarningPlugin)
@@ -188,7 +191,9 @@ func initSandboxController(ic *plugin.InitContext) (any, error) {
 	}
 	// The sandbox dirs are recovered with the task plugin's recovery
 	// settings: the controller has no config section of its own in stock.
-	loader.Run(ic.Context, m, defaultTaskConfig().recoveryOptions(state, root))
+	opts := defaultTaskConfig().recoveryOptions(state, root)
+	opts.Observer = metrics.Default()
+	exportRecovery(ic, loader.Run(ic.Context, m, opts))
 	log.G(ic.Context).Debug("shim sandbox controller ready")
 	return manager.NewSandboxController(state, root, m), nil
 }
@@ -201,9 +206,16 @@ func logURISchemes() string {
 }
 
 // exportRecovery puts the readiness summary of the last recovery in the
-// plugin's exports (ctr plugins ls -d).
+// plugin's exports (ctr plugins ls -d): recovery.ready (time the daemon
+// was held), recovery.boot_id, recovery.rebooted, recovery.report (the
+// report's path), recovery.entries and recovery.<action> (entries by
+// action, every action listed). It is taken when the daemon becomes ready;
+// the report file has the outcomes of the background work.
 func exportRecovery(ic *plugin.InitContext, rec *loader.Recovery) {
 	r := rec.Report()
+	if ic.Meta.Exports == nil {
+		ic.Meta.Exports = map[string]string{}
+	}
 	ex := ic.Meta.Exports
 	ex["recovery.ready"] = time.Duration(r.Ready).String()
 	ex["recovery.boot_id"] = r.BootID

@@ -1,0 +1,590 @@
+package loader
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	task "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/manager"
+)
+
+// unimplementedTask answers every task API call with NotImplemented.
+type unimplementedTask struct{}
+
+var errUnimplemented = errgrpc.ToGRPC(errdefs.ErrNotImplemented)
+
+func (unimplementedTask) State(context.Context, *task.StateRequest) (*task.StateResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Create(context.Context, *task.CreateTaskRequest) (*task.CreateTaskResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Start(context.Context, *task.StartRequest) (*task.StartResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Delete(context.Context, *task.DeleteRequest) (*task.DeleteResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Pids(context.Context, *task.PidsRequest) (*task.PidsResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Pause(context.Context, *task.PauseRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Resume(context.Context, *task.ResumeRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Checkpoint(context.Context, *task.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Kill(context.Context, *task.KillRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Exec(context.Context, *task.ExecProcessRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) ResizePty(context.Context, *task.ResizePtyRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) CloseIO(context.Context, *task.CloseIORequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Update(context.Context, *task.UpdateTaskRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Wait(context.Context, *task.WaitRequest) (*task.WaitResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Stats(context.Context, *task.StatsRequest) (*task.StatsResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Connect(context.Context, *task.ConnectRequest) (*task.ConnectResponse, error) {
+	return nil, errUnimplemented
+}
+func (unimplementedTask) Shutdown(context.Context, *task.ShutdownRequest) (*emptypb.Empty, error) {
+	return nil, errUnimplemented
+}
+
+// fakeShim serves task API v3 over ttrpc on a unix socket, in process. It
+// knows one task (or none), records the calls it gets, and stops serving
+// on Shutdown, as a shim exits.
+type fakeShim struct {
+	unimplementedTask
+	id    string
+	state *task.StateResponse // nil: no such task
+	srv   *ttrpc.Server
+	calls records
+}
+
+var _ task.TTRPCTaskService = (*fakeShim)(nil)
+
+func startFakeShim(t *testing.T, socket, id string, state *task.StateResponse) *fakeShim {
+	t.Helper()
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeShim{id: id, state: state, srv: srv}
+	task.RegisterTTRPCTaskService(srv, s)
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(context.Background(), l)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+func (s *fakeShim) Connect(_ context.Context, r *task.ConnectRequest) (*task.ConnectResponse, error) {
+	s.calls.add("Connect " + r.ID)
+	return &task.ConnectResponse{ShimPid: 4242, TaskPid: 4243}, nil
+}
+
+func (s *fakeShim) State(_ context.Context, r *task.StateRequest) (*task.StateResponse, error) {
+	s.calls.add("State " + r.ID)
+	if s.state == nil || r.ID != s.id {
+		return nil, errgrpc.ToGRPC(errdefs.ErrNotFound)
+	}
+	return s.state, nil
+}
+
+func (s *fakeShim) Delete(_ context.Context, r *task.DeleteRequest) (*task.DeleteResponse, error) {
+	s.calls.add("Delete " + r.ID)
+	if s.state == nil || r.ID != s.id {
+		return nil, errgrpc.ToGRPC(errdefs.ErrNotFound)
+	}
+	return &task.DeleteResponse{Pid: s.state.Pid}, nil
+}
+
+func (s *fakeShim) Shutdown(_ context.Context, r *task.ShutdownRequest) (*emptypb.Empty, error) {
+	s.calls.add("Shutdown " + r.ID)
+	go s.srv.Shutdown(context.Background())
+	return &emptypb.Empty{}, nil
+}
+
+// silentShim accepts connections and never answers: a hung shim.
+type silentShim struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func startSilentShim(t *testing.T, socket string) *silentShim {
+	t.Helper()
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silentShim{l: l}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c)
+			s.mu.Unlock()
+		}
+	}()
+	t.Cleanup(s.die)
+	return s
+}
+
+// die closes the listener, which unlinks the socket: the shim is gone.
+func (s *silentShim) die() {
+	s.l.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+}
+
+type published struct{ topic, id string }
+
+// fakePublisher records the exit and delete events.
+type fakePublisher struct {
+	mu     sync.Mutex
+	events []published
+}
+
+func (p *fakePublisher) Publish(_ context.Context, topic string, ev events.Event) error {
+	var id string
+	if v, ok := ev.(interface{ GetContainerID() string }); ok {
+		id = v.GetContainerID()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, published{topic, id})
+	return nil
+}
+
+func (p *fakePublisher) topics(id string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, e := range p.events {
+		if e.id == id {
+			out = append(out, e.topic)
+		}
+	}
+	return out
+}
+
+// shortTempDir is a temp dir with a path short enough for unix sockets.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "sk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// writeShimScript writes a shim binary whose `delete` succeeds, prints an
+// empty DeleteResponse and logs its arguments.
+func writeShimScript(t *testing.T, dir string) (binary, logFile string) {
+	t.Helper()
+	binary, logFile = filepath.Join(dir, "containerd-shim-fake-v2"), filepath.Join(dir, "shim-calls.log")
+	script := "#!/bin/sh\necho \"$*\" >> " + logFile + "\n"
+	if err := os.WriteFile(binary, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return binary, logFile
+}
+
+func pollUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// TestRunEndToEnd runs a recovery pass over real bundles with in-process
+// fake shims speaking ttrpc: one live with its task (adopted), one live
+// with none (reaped), one dead (cleaned up, exit published), one hung
+// that dies later (kept and re-probed, then cleaned up), one dead whose
+// binary is missing (kept untouched), an empty bundle, and an orphan work
+// dir.
+func TestRunEndToEnd(t *testing.T) {
+	sock := shortTempDir(t)
+	f := newFixture(t)
+	binary, shimLog := writeShimScript(t, f.outside)
+	socketDir := filepath.Join(sock, "s")
+	if err := os.Mkdir(socketDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// containerd's own address: WaitServing dials it before publishing.
+	daemon, err := net.Listen("unix", filepath.Join(sock, "d.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer daemon.Close()
+	go func() {
+		for {
+			c, err := daemon.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
+	pub := &fakePublisher{}
+	env := newFakeEnv()
+	m := manager.New(manager.Config{
+		Address: "unix://" + filepath.Join(sock, "d.sock"), TTRPCAddress: filepath.Join(sock, "d.sock.ttrpc"),
+		SocketDir: socketDir, Events: pub, Containers: &env.containers, Sandboxes: &env.sandboxes,
+		Timeouts: manager.Timeouts{Start: 5 * time.Second, Load: 5 * time.Second, Cleanup: 5 * time.Second, Shutdown: 5 * time.Second},
+	})
+
+	addr := func(id string) string { return "unix://" + filepath.Join(socketDir, id) }
+	bundle := func(id, runtime string) {
+		f.bundle("default", id, map[string]string{
+			"bootstrap.json":   `file:{"version":3,"address":"` + addr(id) + `","protocol":"ttrpc"}`,
+			"shim-binary-path": "file:" + runtime,
+			"config.json":      "file:{}",
+			"rootfs":           "dir",
+		})
+		if err := os.MkdirAll(filepath.Join(f.root, "default", id), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bundle("adopt", binary)
+	adopt := startFakeShim(t, filepath.Join(socketDir, "adopt"), "adopt", &task.StateResponse{ID: "adopt", Pid: 77, Status: tasktypes.Status_RUNNING})
+	bundle("leak", binary)
+	leak := startFakeShim(t, filepath.Join(socketDir, "leak"), "leak", nil)
+	bundle("dead", binary)
+	bundle("hung", binary)
+	hung := startSilentShim(t, filepath.Join(socketDir, "hung"))
+	bundle("nobin", "/nonexistent/containerd-shim-gone-v2")
+	f.make("default/empty", "dir")
+	if err := os.MkdirAll(filepath.Join(f.root, "default", "orphan", "sub"), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	nobinBefore := snapshotTree(t, filepath.Join(f.state, "default", "nobin"))
+
+	bootID := filepath.Join(f.outside, "boot_id")
+	if err := os.WriteFile(bootID, []byte("boot-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := Run(context.Background(), m, Options{
+		StateDir: f.state, RootDir: f.root, Concurrency: 2,
+		Deadline: 20 * time.Second, ProbeTimeout: 300 * time.Millisecond,
+		RetryInitial: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		BootIDPath: bootID,
+	})
+	nsctx := namespaces.WithNamespace(context.Background(), "default")
+	t.Cleanup(func() {
+		if sh, err := m.Get(nsctx, "adopt"); err == nil {
+			sh.Abandon() // disarm: closing it must not clean up
+		}
+	})
+
+	// The readiness path: live shims registered, the hung one behind a
+	// placeholder, nothing destructive done yet or pending.
+	ready := map[string]*Entry{}
+	for _, e := range rec.Report().Entries {
+		ready[e.ID] = e
+	}
+	for id, want := range map[string]struct {
+		a       Action
+		outcome string
+	}{
+		"adopt": {ActionAdopt, OutcomeDone}, "leak": {ActionReapLeaked, ""}, "dead": {ActionCleanupDead, ""},
+		"hung": {ActionKeep, OutcomeProbing}, "nobin": {ActionKeep, OutcomeDone}, "empty": {ActionRemoveEmpty, ""},
+	} {
+		e := ready[id]
+		if e == nil {
+			t.Errorf("%s: no report entry", id)
+			continue
+		}
+		if e.Action != want.a || (want.outcome != "" && e.Outcome != want.outcome) {
+			t.Errorf("%s: %s/%s (%q), want %s/%s", id, e.Action, e.Outcome, e.Reason, want.a, want.outcome)
+		}
+	}
+	if len(ready) != 6 {
+		t.Errorf("%d entries, want 6", len(ready))
+	}
+	if sh, err := m.Get(nsctx, "adopt"); err != nil || !sh.Armed() || sh.Unresponsive() {
+		t.Errorf("adopt: registered %v (err %v)", sh, err)
+	}
+	if sh, err := m.Get(nsctx, "hung"); err != nil || !sh.Unresponsive() {
+		t.Errorf("hung: placeholder %v (err %v)", sh, err)
+	}
+
+	rec.Wait()
+
+	// Background work: leak reaped through the task API and `shim
+	// delete`; dead cleaned up with its exit published; empty and orphan
+	// removed; nobin untouched.
+	if got := leak.calls.list(); !strings.Contains(strings.Join(got, ","), "Delete leak") || !strings.Contains(strings.Join(got, ","), "Shutdown leak") {
+		t.Errorf("leaked shim got %q, want Delete and Shutdown", got)
+	}
+	for _, id := range []string{"leak", "dead", "empty"} {
+		if exists(filepath.Join(f.state, "default", id)) || exists(filepath.Join(f.root, "default", id)) {
+			t.Errorf("%s: bundle or work dir still there", id)
+		}
+	}
+	if exists(filepath.Join(f.root, "default", "orphan")) {
+		t.Error("orphan work dir not removed")
+	}
+	assertTreeUnchanged(t, nobinBefore, snapshotTree(t, filepath.Join(f.state, "default", "nobin")))
+	if !exists(filepath.Join(f.root, "default", "adopt")) || !exists(filepath.Join(f.state, "default", "adopt", "bootstrap.json")) {
+		t.Error("adopt: bundle or work dir removed")
+	}
+	if got := pub.topics("dead"); strings.Join(got, ",") != "/tasks/exit,/tasks/delete" {
+		t.Errorf("dead: published %q", got)
+	}
+	if got := adopt.calls.list(); strings.Join(got, ",") != "Connect adopt,State adopt" {
+		t.Errorf("adopted shim got %q; recovery must only probe it", got)
+	}
+	if data, err := os.ReadFile(filepath.Join(f.root, BootIDFile)); err != nil || string(data) != "boot-1\n" {
+		t.Errorf("boot id recorded: %q, %v", data, err)
+	}
+
+	// The hung shim dies: the re-probe finds it gone and cleans it up, and
+	// the report shows the facts that decision rests on.
+	hung.die()
+	var e *Entry
+	pollUntil(t, "the hung shim's entry to be resolved", func() bool {
+		for _, x := range rec.Report().Entries {
+			if x.ID == "hung" && x.Outcome != OutcomeProbing {
+				e = x
+				return true
+			}
+		}
+		return false
+	})
+	if e.Action != ActionCleanupDead || e.Outcome != OutcomeDone || e.Liveness != LivenessGone {
+		t.Errorf("hung after dying: %s/%s liveness %s (%q, %q)", e.Action, e.Outcome, e.Liveness, e.Reason, e.Error)
+	}
+	if d := Decide(e.Observation); d.Action != e.Action {
+		t.Errorf("hung: report says %s, but its observation decides %s", e.Action, d.Action)
+	}
+	if exists(filepath.Join(f.state, "default", "hung")) {
+		t.Error("hung: bundle not removed")
+	}
+	if _, err := m.Get(nsctx, "hung"); err == nil {
+		t.Error("hung: placeholder still registered")
+	}
+	pollUntil(t, "hung's exit to be published", func() bool { return len(pub.topics("hung")) == 2 })
+
+	data, err := os.ReadFile(shimLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"leak", "dead", "hung"} {
+		if !strings.Contains(string(data), "-id "+id+" -bundle "+filepath.Join(f.state, "default", id)+" delete") {
+			t.Errorf("no `shim delete` for %s in:\n%s", id, data)
+		}
+	}
+	if strings.Contains(string(data), "-id adopt ") || strings.Contains(string(data), "-id nobin ") {
+		t.Errorf("`shim delete` ran for a kept shim:\n%s", data)
+	}
+
+	// The report on disk reads back.
+	rp, err := ReadReport(f.state)
+	if err != nil {
+		t.Fatalf("ReadReport: %v", err)
+	}
+	if len(rp.Entries) != 6 || rp.Totals[ActionAdopt.String()] != 1 || rp.Totals[ActionCleanupDead.String()] != 2 ||
+		strings.Join(rp.WorkDirsRemoved, ",") != "default/orphan" {
+		t.Errorf("report on disk: %d entries, totals %v, work dirs %q", len(rp.Entries), rp.Totals, rp.WorkDirsRemoved)
+	}
+}
+
+// connQueue is a net.Listener fed by hand: a silentShim that has started
+// answering hands its new connections to a ttrpc server through it.
+type connQueue struct {
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+	addr   net.Addr
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.closed:
+		return nil, net.ErrClosed
+	}
+}
+func (q *connQueue) Close() error   { q.once.Do(func() { close(q.closed) }); return nil }
+func (q *connQueue) Addr() net.Addr { return q.addr }
+
+// startWakingShim is a shim that accepts and ignores connections until
+// wake is called, and from then on serves the task API as fake.
+func startWakingShim(t *testing.T, socket, id string, state *task.StateResponse) (fake *fakeShim, wake func()) {
+	t.Helper()
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ttrpc.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake = &fakeShim{id: id, state: state, srv: srv}
+	task.RegisterTTRPCTaskService(srv, fake)
+	q := &connQueue{ch: make(chan net.Conn), closed: make(chan struct{}), addr: l.Addr()}
+	go srv.Serve(context.Background(), q)
+	var mu sync.Mutex
+	awake := false
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if !awake {
+				held = append(held, c)
+				mu.Unlock()
+				continue
+			}
+			mu.Unlock()
+			select {
+			case q.ch <- c:
+			case <-q.closed:
+				c.Close()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		srv.Close()
+		q.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	return fake, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		awake = true
+	}
+}
+
+// A shim kept as unresponsive is adopted by the re-probe once it answers,
+// even if the first attempt to put it in service fails.
+func TestRunReprobeAdopts(t *testing.T) {
+	sock := shortTempDir(t)
+	f := newFixture(t)
+	binary, _ := writeShimScript(t, f.outside)
+	env := newFakeEnv()
+	m := manager.New(manager.Config{
+		Address: "unix://" + filepath.Join(sock, "d.sock"), TTRPCAddress: filepath.Join(sock, "d.sock.ttrpc"),
+		SocketDir: sock, Containers: &env.containers, Sandboxes: &env.sandboxes,
+		Timeouts: manager.Timeouts{Start: 5 * time.Second, Load: 5 * time.Second, Cleanup: 5 * time.Second, Shutdown: 5 * time.Second},
+	})
+	f.bundle("default", "slow", map[string]string{
+		"bootstrap.json":   `file:{"version":3,"address":"unix://` + filepath.Join(sock, "slow") + `","protocol":"ttrpc"}`,
+		"shim-binary-path": "file:" + binary,
+		// Arm opens the log FIFO: a directory in its place makes it fail.
+		"log": "dir",
+	})
+	fake, wake := startWakingShim(t, filepath.Join(sock, "slow"), "slow", &task.StateResponse{ID: "slow", Status: tasktypes.Status_RUNNING})
+
+	rec := Run(context.Background(), m, Options{
+		StateDir: f.state, RootDir: f.root, Concurrency: 1,
+		Deadline: 20 * time.Second, ProbeTimeout: 200 * time.Millisecond,
+		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		BootIDPath: filepath.Join(f.outside, "no-boot-id"),
+	})
+	nsctx := namespaces.WithNamespace(context.Background(), "default")
+	t.Cleanup(func() {
+		if sh, err := m.Get(nsctx, "slow"); err == nil {
+			sh.Abandon()
+		}
+	})
+	entry := func() Entry {
+		for _, e := range rec.Report().Entries {
+			if e.ID == "slow" {
+				return *e
+			}
+		}
+		t.Fatal("no entry for slow")
+		return Entry{}
+	}
+	if e := entry(); e.Action != ActionKeep || e.Outcome != OutcomeProbing {
+		t.Fatalf("slow at ready: %s/%s (%q)", e.Action, e.Outcome, e.Reason)
+	}
+
+	// It answers, but cannot be put in service yet: it stays a
+	// placeholder, and is probed again.
+	wake()
+	pollUntil(t, "two probes that reached the shim", func() bool { return fake.calls.count("State slow") >= 2 })
+	if e := entry(); e.Outcome != OutcomeProbing {
+		t.Fatalf("slow after a failed arm: %s/%s (%q)", e.Action, e.Outcome, e.Reason)
+	}
+	if sh, err := m.Get(nsctx, "slow"); err != nil || !sh.Unresponsive() {
+		t.Fatalf("slow: placeholder replaced by %v (err %v) though it could not be armed", sh, err)
+	}
+
+	// Once it can be armed, the next probe adopts it.
+	if err := os.Remove(filepath.Join(f.state, "default", "slow", "log")); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, "slow to be adopted", func() bool { return entry().Outcome != OutcomeProbing })
+	if e := entry(); e.Action != ActionAdopt || e.Outcome != OutcomeDone || e.Liveness != LivenessAlive {
+		t.Errorf("slow: %s/%s liveness %s (%q)", e.Action, e.Outcome, e.Liveness, e.Reason)
+	}
+	if sh, err := m.Get(nsctx, "slow"); err != nil || sh.Unresponsive() || !sh.Armed() {
+		t.Errorf("slow: registered %v (err %v)", sh, err)
+	}
+	if !exists(filepath.Join(f.state, "default", "slow", "bootstrap.json")) {
+		t.Error("slow: bundle touched")
+	}
+}
