@@ -68,6 +68,16 @@ func FuzzScan(f *testing.F) {
 		probes := env.probeCalls()
 		for k, s := range got {
 			checkFuzzObservation(t, fx, k, s, len(probes[k]), in.rebooted)
+			// A second probe is at the default address, after the
+			// recorded one found no live shim.
+			if c := probes[k]; len(c) == 2 {
+				if want := defaultAddress(s.obs.Namespace, s.obs.ID); c[1].address != want || c[0].address == want {
+					t.Errorf("%q: probed at %q then %q; the second must be the default address %q", k, c[0].address, c[1].address, want)
+				}
+				if env.probes[k].Liveness == manager.LivenessAlive {
+					t.Errorf("%q: probed again after the shim answered", k)
+				}
+			}
 		}
 		for k := range probes {
 			if got[k] == nil {

@@ -12,9 +12,7 @@ import (
 // calls (Connect, State) and their connections are closed again.
 func Plan(ctx context.Context, env Env, opts Options) Report {
 	start := time.Now()
-	if opts.BootIDPath == "" {
-		opts.BootIDPath = "/proc/sys/kernel/random/boot_id"
-	}
+	opts = opts.withDefaults()
 	bootID := readTrimmed(opts.BootIDPath)
 	lastBoot := readTrimmed(filepath.Join(opts.RootDir, BootIDFile))
 	rebooted := bootID != "" && lastBoot != "" && bootID != lastBoot

@@ -39,6 +39,31 @@ type Options struct {
 	Observer Observer
 }
 
+// withDefaults fills in zero or negative values, so that a caller that
+// leaves a field unset gets sane behaviour rather than a tight re-probe
+// loop or a pass that probes nothing.
+func (o Options) withDefaults() Options {
+	if o.BootIDPath == "" {
+		o.BootIDPath = "/proc/sys/kernel/random/boot_id"
+	}
+	if o.Concurrency < 1 {
+		o.Concurrency = 64
+	}
+	if o.Deadline <= 0 {
+		o.Deadline = 10 * time.Second
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = 2 * time.Second
+	}
+	if o.RetryInitial <= 0 {
+		o.RetryInitial = time.Second
+	}
+	if o.RetryMax < o.RetryInitial {
+		o.RetryMax = max(30*time.Second, o.RetryInitial)
+	}
+	return o
+}
+
 // Recovery is one pass over one plugin's state dir. Run returns once the
 // readiness path is done; background work (cleanup of dead and leaked
 // shims, work-dir GC, re-probing) goes on; Wait waits for it, except for
@@ -57,9 +82,7 @@ type Recovery struct {
 // work is detached from it.
 func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	start := time.Now()
-	if opts.BootIDPath == "" {
-		opts.BootIDPath = "/proc/sys/kernel/random/boot_id"
-	}
+	opts = opts.withDefaults()
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}

@@ -210,7 +210,9 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	for i, c := range candidates {
 		s.probe = env.Probe(pctx, s.bundle, s.runtimePath, c)
 		s.params = c
-		s.migrate = form == manager.FormLegacyAddress || i > 0 || err != nil
+		// Adopting writes bootstrap.json in containerd's JSON form unless
+		// it is already there, so the next start trusts the address.
+		s.migrate = form != manager.FormJSON || i > 0 || err != nil
 		s.guessed = !trusted
 		if s.probe.Err != nil {
 			s.note("probe " + c.Address + ": " + s.probe.Err.Error())

@@ -196,7 +196,8 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 		obs: obs(func(o *Observation) {
 			o.Container, o.Sandbox, o.Liveness, o.Task = PresenceAbsent, PresenceFound, LivenessAlive, TaskNone
 		}),
-		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/proto", runcPath, false, ""},
+		// Adoption rewrites it as JSON (migrate), so the next start trusts it.
+		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/proto", runcPath, true, ""},
 	}
 
 	// JSON, version 3, as stock 2.x writes it; the task exited.

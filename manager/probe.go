@@ -24,8 +24,8 @@ import (
 // found is false when neither names one.
 func (m *Manager) RuntimeName(ctx context.Context, b *Bundle) (name string, found bool, err error) {
 	data, err := os.ReadFile(filepath.Join(b.Path, FileBinaryPath))
-	if err == nil && strings.TrimSpace(string(data)) != "" {
-		return string(data), true, nil
+	if name := strings.TrimSpace(string(data)); err == nil && name != "" {
+		return name, true, nil
 	}
 	if err != nil && !os.IsNotExist(err) {
 		return "", false, fmt.Errorf("read %s: %w", FileBinaryPath, err)
