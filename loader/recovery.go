@@ -10,7 +10,6 @@ import (
 
 	"github.com/containerd/log"
 
-	"github.com/containerd/containerd/v2/pkg/atomicfile"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/manager"
@@ -83,6 +82,8 @@ type Recovery struct {
 func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	start := time.Now()
 	opts = opts.withDefaults()
+	removeStaleTemps(opts.StateDir)
+	removeStaleTemps(opts.RootDir)
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
@@ -275,7 +276,7 @@ func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds
 	r.rep.update(func(rp *Report) { rp.WorkDirsRemoved = append(rp.WorkDirsRemoved, removed...) })
 
 	if bootID != "" {
-		if err := writeFileAtomic(filepath.Join(r.opts.RootDir, BootIDFile), bootID+"\n"); err != nil {
+		if err := writeFileAtomic(filepath.Join(r.opts.RootDir, BootIDFile), []byte(bootID+"\n")); err != nil {
 			log.G(ctx).WithError(err).Warn("failed to record boot id")
 		}
 	}
@@ -313,6 +314,12 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 		}
 		return nil, err
 	case ActionCleanupDead:
+		// A reboot skips the probe, so the recorded address was never read;
+		// a socket dir that is not on tmpfs still has its socket file.
+		var recorded string
+		if p, _, err := readBootstrap(s.bundle.Path); err == nil && s.obs.Rebooted {
+			recorded = p.Address
+		}
 		exit, err := r.m.ShimDelete(ctx, s.bundle, s.runtimePath)
 		if err != nil && !(s.obs.Rebooted && s.runtimePath == "") {
 			if !s.obs.Rebooted {
@@ -329,6 +336,8 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 			var address string
 			if s.params != nil {
 				address = s.params.Address
+			} else {
+				address = recorded
 			}
 			if err := r.m.RemoveSocket(ctx, s.bundle, address); err != nil {
 				logger.WithError(err).Warn("failed to remove shim socket")
@@ -432,18 +441,6 @@ func readTrimmed(path string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(data))
-}
-
-func writeFileAtomic(path, content string) error {
-	f, err := atomicfile.New(path, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write([]byte(content)); err != nil {
-		f.Cancel()
-		return err
-	}
-	return f.Close()
 }
 
 func timeNow() time.Time { return time.Now() }

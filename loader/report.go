@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/containerd/containerd/v2/pkg/atomicfile"
 )
 
 // ReportFile is the name of the report in the plugin's state dir.
@@ -116,15 +114,7 @@ func (rp *report) write() error {
 	if err != nil {
 		return err
 	}
-	f, err := atomicfile.New(rp.path, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Cancel()
-		return err
-	}
-	return f.Close()
+	return writeFileAtomic(rp.path, append(data, '\n'))
 }
 
 // ReadReport reads a report written by a recovery pass.

@@ -95,35 +95,42 @@ func (u unresponsiveClient) Shutdown(context.Context, *task.ShutdownRequest) (*e
 
 // holds lets background recovery work own an id: a Create of the same id
 // waits until the work on the old bundle is done instead of failing on it.
+// Holds of one id nest: the id is free when the last is released.
 type holds struct {
 	mu sync.Mutex
-	m  map[string]chan struct{}
+	m  map[string]*hold
+}
+
+type hold struct {
+	n  int
+	ch chan struct{}
 }
 
 func holdKey(ns, id string) string { return ns + "/" + id }
 
-// Hold marks ns/id as being cleaned up; release ends the hold.
+// Hold marks ns/id as being cleaned up; release ends this hold.
 func (m *Manager) Hold(ns, id string) (release func()) {
 	m.holds.mu.Lock()
 	defer m.holds.mu.Unlock()
 	if m.holds.m == nil {
-		m.holds.m = map[string]chan struct{}{}
+		m.holds.m = map[string]*hold{}
 	}
 	k := holdKey(ns, id)
-	ch, ok := m.holds.m[k]
+	h, ok := m.holds.m[k]
 	if !ok {
-		ch = make(chan struct{})
-		m.holds.m[k] = ch
+		h = &hold{ch: make(chan struct{})}
+		m.holds.m[k] = h
 	}
+	h.n++
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			m.holds.mu.Lock()
-			if m.holds.m[k] == ch {
+			defer m.holds.mu.Unlock()
+			if h.n--; h.n == 0 {
 				delete(m.holds.m, k)
+				close(h.ch)
 			}
-			m.holds.mu.Unlock()
-			close(ch)
 		})
 	}
 }
@@ -131,13 +138,13 @@ func (m *Manager) Hold(ns, id string) (release func()) {
 // WaitHeld waits until no cleanup holds ns/id, or ctx ends.
 func (m *Manager) WaitHeld(ctx context.Context, ns, id string) error {
 	m.holds.mu.Lock()
-	ch, ok := m.holds.m[holdKey(ns, id)]
+	h, ok := m.holds.m[holdKey(ns, id)]
 	m.holds.mu.Unlock()
 	if !ok {
 		return nil
 	}
 	select {
-	case <-ch:
+	case <-h.ch:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for recovery to clean up the old bundle of %s: %w", id, ctx.Err())
