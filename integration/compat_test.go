@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestStockCompatibility hands the same dirs and config from one daemon
@@ -18,11 +19,13 @@ func TestStockCompatibility(t *testing.T) {
 	requireRoot(t)
 	requireBinaries(t, daemonBinary(), stockBinary())
 	for _, tc := range []struct {
-		name     string
-		from, to string
+		name string
+		from string
+		to   []string // the binaries started in turn
 	}{
-		{"stock to DAEMON", stockBinary(), daemonBinary()},
-		{"DAEMON to stock", daemonBinary(), stockBinary()},
+		{"stock to DAEMON", stockBinary(), []string{daemonBinary()}},
+		{"DAEMON to stock", daemonBinary(), []string{stockBinary()}},
+		{"stock to DAEMON and back", stockBinary(), []string{daemonBinary(), stockBinary()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -37,8 +40,16 @@ func TestStockCompatibility(t *testing.T) {
 					t.Parallel()
 					d := newDaemon(t, withBinary(tc.from))
 					testSurvivesRestart(t, d, func() {
-						how.stop(d)
-						d.StartWith(tc.to)
+						for _, to := range tc.to {
+							shims := recShims(d)
+							how.stop(d)
+							since := time.Now()
+							d.StartWith(to)
+							if !isStock(to) {
+								// Ours adopts every shim stock left, nothing else.
+								recAssertReport(t, d, since, recAdoptedAll(shims), []string{})
+							}
+						}
 					})
 				})
 			}

@@ -3,8 +3,10 @@
 package integration
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDaemonRestart checks that running containers survive the daemon
@@ -23,8 +25,14 @@ func TestDaemonRestart(t *testing.T) {
 			t.Parallel()
 			d := newDaemon(t)
 			testSurvivesRestart(t, d, func() {
+				shims := recShims(d)
 				tc.stop(d)
+				since := time.Now()
 				d.Start()
+				if !isStock(d.bin) {
+					// Each running (or paused) container adopted, nothing else.
+					recAssertReport(t, d, since, recAdoptedAll(shims), []string{})
+				}
 			})
 		})
 	}
@@ -88,32 +96,73 @@ func testSurvivesRestart(t *testing.T, d *Daemon, restart func()) {
 	assertNoLeaks(t, d)
 }
 
-// TestRestartWithExitedTask restarts the daemon while a task has exited but
-// was not deleted. Stock v2.4.2 treats such a shim as leaked on load (its ps
-// is empty) and reaps it: the task disappears with its exit status and only
-// the container record stays (contract §6.3 case 8). Keeping the task
-// STOPPED with its status is better; both outcomes are accepted here, but
-// each must be complete and leave nothing behind.
+// TestRestartWithExitedTask restarts the daemon over a task that has
+// exited but was not deleted: once with the task exited before the daemon
+// stopped, once with its process exiting while the daemon was down (the
+// shim saw the exit; nobody was there to hear of it). Stock v2.4.2 treats
+// such a shim as leaked on load (its ps is empty) and reaps it: the task
+// disappears with its exit status and only the container record stays
+// (contract §6.3 case 8). Ours must keep the task listed STOPPED with its
+// real exit status until it is deleted, and report it adopted.
 func TestRestartWithExitedTask(t *testing.T) {
 	t.Parallel()
-	d := newDaemon(t)
-	const id = "done"
-	if r := d.runDetached(d.NS, id, "/bin/fail", "4"); r.ExitCode != 0 {
-		t.Fatalf("%s", r)
-	}
-	before := d.waitTask(d.NS, id, "STOPPED")
-	d.Kill()
-	d.Start()
+	t.Run("exited before the restart", func(t *testing.T) {
+		t.Parallel()
+		d := newDaemon(t)
+		const id = "done"
+		if r := d.runDetached(d.NS, id, "/bin/fail", "4"); r.ExitCode != 0 {
+			t.Fatalf("%s", r)
+		}
+		before := d.waitTask(d.NS, id, "STOPPED")
+		d.Kill()
+		since := time.Now()
+		d.Start()
+		testExitedTaskAfterRestart(t, d, id, before, 4, since)
+	})
+	t.Run("exited while the daemon was down", func(t *testing.T) {
+		t.Parallel()
+		d := newDaemon(t)
+		const id = "downexit"
+		// cat blocks on a FIFO in the rootfs until the test releases it:
+		// the process exits exactly when the test wants, no sleep.
+		fifo := "/tmp/release-" + randomHex(4)
+		recMkfifo(t, d.Rootfs+fifo)
+		if r := d.runDetached(d.NS, id, "/bin/sh", "-c", "cat "+fifo+"; exit 7"); r.ExitCode != 0 {
+			t.Fatalf("%s", r)
+		}
+		running := d.waitTask(d.NS, id, "RUNNING")
+		d.Stop()
+		recReleaseFIFO(t, d.Rootfs+fifo)
+		recWaitGone(t, "container process after its FIFO was released", running.PID)
+		since := time.Now()
+		d.Start()
+		testExitedTaskAfterRestart(t, d, id, task{ID: id, PID: running.PID, Status: "STOPPED"}, 7, since)
+	})
+}
 
+// testExitedTaskAfterRestart checks a task that had exited with status
+// code when the daemon restarted at since, then removes its container.
+func testExitedTaskAfterRestart(t *testing.T, d *Daemon, id string, want task, code int, since time.Time) {
+	t.Helper()
 	got, listed := d.tasks(d.NS)[id]
 	switch {
+	case !isStock(d.bin):
+		if !listed || got != want {
+			t.Fatalf("after restart: task %+v (listed %v), want %+v", got, listed, want)
+		}
+		recAssertReport(t, d, since, map[string]recWant{
+			d.NS + "/" + id: {"adopt", "done", "shim alive, task exited"},
+		}, []string{})
+		if r := d.ctr("task", "delete", id); r.ExitCode != 0 || !strings.Contains(r.Stderr, fmt.Sprintf("exit code %d", code)) {
+			t.Fatalf("delete after restart: want the exit code %d of the process\n%s", code, r)
+		}
 	case listed:
 		t.Logf("exited task kept across the restart: %+v", got)
-		if got != before {
-			t.Fatalf("after restart: task %+v, want %+v", got, before)
+		if got != want {
+			t.Fatalf("after restart: task %+v, want %+v", got, want)
 		}
-		if r := d.ctr("task", "delete", id); r.ExitCode != 0 || !strings.Contains(r.Stderr, "exit code 4") {
-			t.Fatalf("delete after restart: want the exit code 4 from before the restart\n%s", r)
+		if r := d.ctr("task", "delete", id); r.ExitCode != 0 || !strings.Contains(r.Stderr, fmt.Sprintf("exit code %d", code)) {
+			t.Fatalf("delete after restart: want the exit code %d of the process\n%s", code, r)
 		}
 	default:
 		t.Logf("exited task reaped on restart (stock behaviour)")
