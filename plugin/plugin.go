@@ -46,7 +46,7 @@ func init() {
 		ID:              "manager",
 		Requires:        []plugin.Type{plugins.EventPlugin, plugins.MetadataPlugin},
 		Config:          &ShimConfig{},
-		InitFn:          initShimManager,
+		InitFn:          fatalOnError(initShimManager),
 		ConfigMigration: migrateConfig,
 	})
 	registry.Register(&plugin.Registration{
@@ -54,13 +54,13 @@ func init() {
 		ID:       "task",
 		Requires: []plugin.Type{plugins.ShimPlugin, plugins.MountManagerPlugin, plugins.WarningPlugin},
 		Config:   defaultTaskConfig(),
-		InitFn:   initTaskRuntime,
+		InitFn:   fatalOnError(initTaskRuntime),
 	})
 	registry.Register(&plugin.Registration{
 		Type:     plugins.SandboxControllerPlugin,
 		ID:       "shim",
 		Requires: []plugin.Type{plugins.ShimPlugin, plugins.EventPlugin},
-		InitFn:   initSandboxController,
+		InitFn:   fatalOnError(initSandboxController),
 	})
 }
 
@@ -72,6 +72,26 @@ func readTimeouts() manager.Timeouts {
 		Load:     timeout.Get(TimeoutLoad),
 		Cleanup:  timeout.Get(TimeoutCleanup),
 		Shutdown: timeout.Get(TimeoutShutdown),
+	}
+}
+
+// fatalOnError makes a failure of init fail the daemon's start, instead of
+// the default for plugins (a warning, and a daemon that serves without the
+// plugin, here: without any container runtime). containerd treats a plugin
+// that registered readiness and then failed as fatal, so init registers
+// readiness first and reports ready when it succeeds. A bad config value
+// thus stops the daemon with an error that names the key.
+func fatalOnError(init func(*plugin.InitContext) (any, error)) func(*plugin.InitContext) (any, error) {
+	return func(ic *plugin.InitContext) (any, error) {
+		if ic.RegisterReadiness == nil {
+			return init(ic)
+		}
+		ready := ic.RegisterReadiness()
+		v, err := init(ic)
+		if err == nil {
+			ready()
+		}
+		return v, err
 	}
 }
 
