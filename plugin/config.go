@@ -129,6 +129,9 @@ func (c *TaskConfig) Validate() error {
 		{"recovery_retry_initial", c.RecoveryRetryInitial},
 		{"recovery_retry_max", c.RecoveryRetryMax},
 	} {
+		if d.v == invalidDuration {
+			return fmt.Errorf("%s.%s: not a duration; write a Go duration string such as \"10s\" or \"1m30s\"", taskSection, d.key)
+		}
 		if d.v <= 0 {
 			return fmt.Errorf("%s.%s: must be a positive duration, got %q", taskSection, d.key, time.Duration(d.v))
 		}

@@ -1,7 +1,7 @@
 package plugin
 
 import (
-	"fmt"
+	"math"
 	"time"
 )
 
@@ -9,10 +9,17 @@ import (
 // string ("10s", "500ms").
 type Duration time.Duration
 
+// invalidDuration is what a string that is not a duration decodes to.
+// UnmarshalText does not fail on it because containerd's config decoder
+// reports such an error without the key ("toml: invalid duration ..."):
+// Validate rejects it, naming the key.
+const invalidDuration = Duration(math.MinInt64)
+
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("invalid duration %q: %w", b, err)
+		*d = invalidDuration
+		return nil
 	}
 	*d = Duration(v)
 	return nil

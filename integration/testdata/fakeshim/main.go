@@ -1,7 +1,9 @@
 //go:build integration
 
 // Command fakeshim is a deliberately broken runtime v2 shim used by the
-// integration tests to check how the daemon copes with misbehaving shims.
+// integration tests to check how the daemon copes with misbehaving shims,
+// and, in mode "sandbox", a minimal working sandbox shim for the "shim"
+// sandbox controller (which the runc shim does not serve).
 //
 // It is invoked as
 //
@@ -21,9 +23,12 @@
 //	serve-hang     start forks a server that listens on <bundle>/fake.sock,
 //	               accepts connections and never answers, then prints
 //	               unix://<bundle>/fake.sock as its address.
+//	sandbox        a working sandbox shim: start forks a server for the
+//	               sandbox API (and task Connect/State) and prints a
+//	               protobuf BootstrapResult; see sandbox.go.
 //
 // In every mode delete succeeds with an empty DeleteResponse; in serve-hang
-// mode it first kills the server recorded in <bundle>/fake.pid (relative to
+// and sandbox modes it first kills the server recorded in <bundle>/fake.pid (relative to
 // its cwd, which the daemon sets to the bundle), because a well-behaved
 // delete cleans up whatever start left running. Anything else, `-info`
 // included, fails with exit status 1.
@@ -70,7 +75,11 @@ func main() {
 	case "delete":
 		err = del(mode)
 	case "serve":
-		err = serve()
+		if mode == sandboxMode {
+			err = serveSandbox()
+		} else {
+			err = serve()
+		}
 	default:
 		err = fmt.Errorf("unsupported action %q", action)
 	}
@@ -81,6 +90,9 @@ func main() {
 }
 
 func start(mode string) error {
+	if mode == sandboxMode {
+		return startSandbox() // reads the bootstrap parameters itself
+	}
 	// Drain the bootstrap parameters like a real shim would, so the daemon
 	// never blocks writing them.
 	_, _ = io.Copy(io.Discard, os.Stdin)
@@ -154,6 +166,9 @@ func serve() error {
 }
 
 func del(mode string) error {
+	if mode == sandboxMode {
+		return delSandbox()
+	}
 	if mode == "serve-hang" {
 		b, err := os.ReadFile(pidName)
 		if err != nil {
