@@ -36,6 +36,11 @@ type Options struct {
 	BootIDPath string
 	// Observer, if set, is told of probes, decisions and outcomes.
 	Observer Observer
+	// CleanupAfterServing, if positive, is how long background cleanup
+	// (dead and leaked shims, work dirs) waits for the daemon to serve
+	// before it starts, so that spawning `shim delete`s does not slow the
+	// rest of daemon start. The ids stay held meanwhile.
+	CleanupAfterServing time.Duration
 }
 
 // withDefaults fills in zero or negative values, so that a caller that
@@ -226,6 +231,13 @@ func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds
 	byScan := map[*scanned]*Entry{}
 	for i, s := range all {
 		byScan[s] = reports[i]
+	}
+	if d := r.opts.CleanupAfterServing; d > 0 && (len(destructive) > 0 || len(orphans) > 0) {
+		wctx, cancel := context.WithTimeout(ctx, d)
+		if err := r.m.WaitServing(wctx); err != nil {
+			log.G(ctx).WithError(err).Debug("daemon not serving yet; cleaning up anyway")
+		}
+		cancel()
 	}
 	sem := make(chan struct{}, max(r.opts.Concurrency, 1))
 	var wg sync.WaitGroup

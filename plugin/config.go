@@ -151,6 +151,9 @@ func (c *TaskConfig) recoveryOptions(state, root string) loader.Options {
 		ProbeTimeout: time.Duration(c.RecoveryProbeTimeout),
 		RetryInitial: time.Duration(c.RecoveryRetryInitial),
 		RetryMax:     time.Duration(c.RecoveryRetryMax),
+		// Dead-shim cleanup spawns a process per shim: let the daemon
+		// finish starting first.
+		CleanupAfterServing: 10 * time.Second,
 	}
 }
 

@@ -1,0 +1,161 @@
+// Command bench is shimkeeper's recovery benchmark (`make bench`): it
+// restarts our daemon and stock containerd v2.4.2, alternately, over the same
+// populations of shims, and compares how soon each serves, how soon it lists
+// every live task, and how much memory it holds afterwards. Every run's
+// post-state is checked, so that a fast wrong answer cannot score; a check
+// failure of our daemon fails the benchmark.
+//
+// The shims are synthetic (bench/synthshim: one process serves every shim
+// socket) except in the "real runc" case. Each population is created once, by
+// stock containerd through the Go client, and a pristine copy of the root and
+// state dirs is restored to the same paths before every run.
+//
+// Usage (as root; `make bench` builds everything first):
+//
+//	bench -bin <repo>/bin -tools <repo>/bin/bench [-rounds 3] [-cases a,b] [-keep]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// caseDef is one benchmark case.
+type caseDef struct {
+	key                              string
+	name                             string
+	live, hung, dead, leaked, exited int
+	runc                             int
+	floor                            bool
+	// target is the goal for the median ready time, ours/stock (0: none).
+	target float64
+	// rssTarget is the goal for the median RSS, ours/stock (0: none).
+	rssTarget float64
+}
+
+var allCases = []caseDef{
+	{key: "empty", name: "no shims (daemon start)"},
+	{key: "live1000", name: "1000 live", live: 1000, floor: true, target: 0.5},
+	{key: "live3000", name: "3000 live", live: 3000, floor: true, target: 0.5, rssTarget: 1.0},
+	{key: "hung", name: "100 live + 10 hung", live: 100, hung: 10, target: 0.1},
+	{key: "dead", name: "100 live + 100 dead", live: 100, dead: 100, target: 0.2},
+	{key: "leaked", name: "100 live + 50 leaked", live: 100, leaked: 50, target: 0.3},
+	{key: "exited", name: "100 live + 20 exited", live: 100, exited: 20},
+	{key: "runc", name: "30 real runc", runc: 30, floor: true, target: 0.5},
+}
+
+type options struct {
+	bin, tools, repo string
+	rounds           int
+	cases            map[string]bool
+	keep             bool
+	concurrency      int
+	ours, stock      string
+	pprof            bool
+}
+
+func main() {
+	var o options
+	var cases string
+	flag.StringVar(&o.bin, "bin", "", "dir holding containerd, containerd-stock, ctr, containerd-shim-runc-v2, runc, toybox")
+	flag.StringVar(&o.tools, "tools", "", "dir holding the bench's synthshim and floor binaries")
+	flag.StringVar(&o.repo, "repo", "", "repository root (for scripts/mkrootfs.sh); default: parent of -bin")
+	flag.IntVar(&o.rounds, "rounds", 3, "runs per daemon per case")
+	flag.StringVar(&cases, "cases", "", "comma-separated case keys (default all): "+caseKeys())
+	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, pristine copies)")
+	flag.StringVar(&o.ours, "ours", "", "our daemon binary (default <bin>/containerd), e.g. an unstripped build to profile")
+	flag.StringVar(&o.stock, "stock", "", "stock daemon binary (default <bin>/containerd-stock)")
+	flag.BoolVar(&o.pprof, "pprof", false, "after each run, save the daemon's heap profile and goroutines (debug socket) next to its log; use with -keep")
+	flag.IntVar(&o.concurrency, "populate-concurrency", 8, "containers created at once when populating")
+	flag.Parse()
+	if o.bin == "" || o.tools == "" {
+		fmt.Fprintln(os.Stderr, "bench: -bin and -tools are required")
+		os.Exit(2)
+	}
+	if o.repo == "" {
+		o.repo = filepath.Dir(o.bin)
+	}
+	if cases != "" {
+		o.cases = map[string]bool{}
+		for _, c := range strings.Split(cases, ",") {
+			c = strings.TrimSpace(c)
+			if !strings.Contains(","+caseKeys()+",", ","+c+",") {
+				fmt.Fprintf(os.Stderr, "bench: unknown case %q (cases: %s)\n", c, caseKeys())
+				os.Exit(2)
+			}
+			o.cases[c] = true
+		}
+	}
+	os.Exit(run(o))
+}
+
+func caseKeys() string {
+	var k []string
+	for _, c := range allCases {
+		k = append(k, c.key)
+	}
+	return strings.Join(k, ",")
+}
+
+func run(o options) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: must run as root")
+		return 2
+	}
+	started := time.Now()
+	b, err := newBench(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	var once sync.Once
+	cleanup := func() { once.Do(b.cleanup) }
+	defer cleanup()
+	// A closed stdout (bench | head) must not kill the bench before it
+	// cleans up: writes fail instead.
+	signal.Ignore(syscall.SIGPIPE)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "\nbench: %v: cleaning up\n", s)
+		cleanup()
+		os.Exit(130)
+	}()
+
+	b.printMachine()
+	if err := b.startSynth(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	var results []*caseResult
+	for _, c := range allCases {
+		if o.cases != nil && !o.cases[c.key] {
+			continue
+		}
+		var r *caseResult
+		t0 := time.Now()
+		if c.runc > 0 {
+			r = b.runRuncCase(context.Background(), c)
+		} else {
+			r = b.runSynthCase(context.Background(), c)
+		}
+		fmt.Printf("   (case took %s; load average %s)\n", time.Since(t0).Round(time.Second), loadAvg())
+		results = append(results, r)
+	}
+	failed := printSummary(os.Stdout, results, o.rounds)
+	fmt.Printf("\ntotal run time: %s; load average at the end: %s\n", time.Since(started).Round(time.Second), loadAvg())
+	if failed {
+		fmt.Println("\nBENCH FAILED: our daemon failed a post-state check (see above)")
+		return 1
+	}
+	return 0
+}

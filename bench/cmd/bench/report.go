@@ -1,0 +1,322 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// runResult is one start of one daemon.
+type runResult struct {
+	daemon        string
+	round         int
+	ready, list   time.Duration
+	cpu           time.Duration // daemon CPU time (user+sys) when every live task was listed
+	shimCPU       time.Duration // synthshim server CPU time from exec to then
+	rssKiB        int64
+	recoveryReady float64 // ours: the report's ready_ms
+	failures      []string
+	invalid       []string // stock: live state lost, the run measures nothing
+	behaviour     []string // what became of each kind of shim
+	stats         map[string]int64
+	runcCalls     map[string]int
+}
+
+func (r *runResult) fail(format string, a ...any) {
+	r.failures = append(r.failures, fmt.Sprintf(format, a...))
+}
+
+func (r *runResult) ok() bool { return len(r.failures) == 0 && len(r.invalid) == 0 && r.ready > 0 }
+
+func (r *runResult) line() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "   round %d %-5s: ", r.round, r.daemon)
+	if r.ready == 0 {
+		fmt.Fprintf(&b, "no answer")
+	} else {
+		fmt.Fprintf(&b, "ready %7.3fs  listed %7.3fs  cpu %6.2fs  rss %6.1f MiB", r.ready.Seconds(), r.list.Seconds(), r.cpu.Seconds(), float64(r.rssKiB)/1024)
+	}
+	if r.shimCPU > 0 {
+		fmt.Fprintf(&b, "  shims cpu %.2fs", r.shimCPU.Seconds())
+	}
+	if r.recoveryReady > 0 {
+		fmt.Fprintf(&b, "  (recovery held start %.0f ms)", r.recoveryReady)
+	}
+	switch {
+	case len(r.failures) > 0:
+		fmt.Fprintf(&b, "  CHECK FAILED")
+	case len(r.invalid) > 0:
+		fmt.Fprintf(&b, "  INVALID: %s", strings.Join(r.invalid, "; "))
+	default:
+		fmt.Fprintf(&b, "  post-state ok")
+	}
+	if s := statsLine(r.stats); s != "" {
+		fmt.Fprintf(&b, "\n      shim calls: %s", s)
+	}
+	if r.runcCalls != nil {
+		fmt.Fprintf(&b, "\n      runc execs while starting: %s", runcLine(r.runcCalls))
+	}
+	for _, bh := range r.behaviour {
+		fmt.Fprintf(&b, "\n      %s", bh)
+	}
+	return b.String()
+}
+
+// statsLine summarises the synthshim counters: `shim delete` execs and task
+// API calls per method.
+func statsLine(st map[string]int64) string {
+	if len(st) == 0 {
+		return ""
+	}
+	per := map[string]int64{}
+	var deletes int64
+	var accepts int64
+	for k, v := range st {
+		switch {
+		case strings.HasPrefix(k, "exec.delete."):
+			deletes += v
+		case k == "hung.accept":
+			accepts += v
+		case strings.HasPrefix(k, "exec."):
+		default:
+			_, m, _ := strings.Cut(k, ".")
+			per[m] += v
+		}
+	}
+	var parts []string
+	for _, m := range []string{"Connect", "State", "Pids", "Wait", "Delete", "Shutdown"} {
+		if per[m] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", m, per[m]))
+		}
+	}
+	parts = append(parts, fmt.Sprintf("`shim delete` execs %d", deletes))
+	if accepts > 0 {
+		parts = append(parts, fmt.Sprintf("hung connections %d", accepts))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func runcLine(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var k []string
+	for s := range m {
+		k = append(k, s)
+	}
+	sort.Strings(k)
+	var parts []string
+	for _, s := range k {
+		parts = append(parts, fmt.Sprintf("%s %d", s, m[s]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// caseResult is every run of one case.
+type caseResult struct {
+	def      caseDef
+	setupErr error
+	runs     map[string][]*runResult
+	floor    map[int][]time.Duration
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minOf(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	m := d[0]
+	for _, x := range d {
+		m = min(m, x)
+	}
+	return m
+}
+
+// series extracts one measurement of the valid runs.
+func (c *caseResult) series(daemon string, f func(*runResult) time.Duration) []time.Duration {
+	var out []time.Duration
+	for _, r := range c.runs[daemon] {
+		if r.ok() {
+			out = append(out, f(r))
+		}
+	}
+	return out
+}
+
+func (c *caseResult) rss(daemon string) []time.Duration {
+	// KiB carried in a Duration so that median/min apply.
+	return c.series(daemon, func(r *runResult) time.Duration { return time.Duration(r.rssKiB) })
+}
+
+func (c *caseResult) oursFailed() bool {
+	if c.setupErr != nil {
+		return true
+	}
+	for _, r := range c.runs["ours"] {
+		if len(r.failures) > 0 || r.ready == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func ratio(a, b time.Duration) string {
+	if a == 0 || b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", float64(a)/float64(b))
+}
+
+func secs(d time.Duration) string {
+	if d == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.3f", d.Seconds())
+}
+
+func mib(d time.Duration) string {
+	if d == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", float64(d)/1024)
+}
+
+func verdict(r string, target float64) string {
+	if target == 0 {
+		return ""
+	}
+	var v float64
+	if _, err := fmt.Sscanf(r, "%f", &v); err != nil {
+		return fmt.Sprintf("target <= %.1f: n/a", target)
+	}
+	if v <= target {
+		return fmt.Sprintf("target <= %.1f: met", target)
+	}
+	return fmt.Sprintf("target <= %.1f: MISSED", target)
+}
+
+// printSummary prints every case's min/median per daemon, the ratios and
+// the targets, then the same as a markdown table. It reports whether our
+// daemon failed anything.
+func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
+	failed := false
+	fmt.Fprintf(w, "\n== summary: seconds from exec; min / median of %d runs per daemon; ratio = ours/stock of the medians\n", rounds)
+	for _, c := range results {
+		fmt.Fprintf(w, "\n%s\n", c.def.name)
+		if c.setupErr != nil {
+			fmt.Fprintf(w, "  setup failed: %v\n", c.setupErr)
+			failed = true
+			continue
+		}
+		ready := func(r *runResult) time.Duration { return r.ready }
+		list := func(r *runResult) time.Duration { return r.list }
+		or, sr := c.series("ours", ready), c.series("stock", ready)
+		ol, sl := c.series("ours", list), c.series("stock", list)
+		om, sm := c.rss("ours"), c.rss("stock")
+		fmt.Fprintf(w, "  ready (Version answers)   ours %s / %s   stock %s / %s   ratio %s   %s\n",
+			secs(minOf(or)), secs(median(or)), secs(minOf(sr)), secs(median(sr)), ratio(median(or), median(sr)), verdict(ratio(median(or), median(sr)), c.def.target))
+		fmt.Fprintf(w, "  every live task listed    ours %s / %s   stock %s / %s   ratio %s\n",
+			secs(minOf(ol)), secs(median(ol)), secs(minOf(sl)), secs(median(sl)), ratio(median(ol), median(sl)))
+		oc, sc := c.series("ours", func(r *runResult) time.Duration { return r.cpu }), c.series("stock", func(r *runResult) time.Duration { return r.cpu })
+		fmt.Fprintf(w, "  daemon CPU until listed   ours %s / %s   stock %s / %s   ratio %s\n",
+			secs(minOf(oc)), secs(median(oc)), secs(minOf(sc)), secs(median(sc)), ratio(median(oc), median(sc)))
+		fmt.Fprintf(w, "  RSS after recovery (MiB)  ours %s / %s   stock %s / %s   ratio %s   %s\n",
+			mib(minOf(om)), mib(median(om)), mib(minOf(sm)), mib(median(sm)), ratio(median(om), median(sm)), verdict(ratio(median(om), median(sm)), c.def.rssTarget))
+		held := c.series("ours", func(r *runResult) time.Duration { return time.Duration(r.recoveryReady * float64(time.Millisecond)) })
+		fmt.Fprintf(w, "  ours: recovery held start %s / %s (its report's ready_ms); the rest of ready is daemon init\n", secs(minOf(held)), secs(median(held)))
+		if len(c.floor) > 0 {
+			f2, f64 := c.floor[2], c.floor[64]
+			fmt.Fprintf(w, "  floor (read bootstrap.json, dial, Connect; exec to exit)  c=2 %s / %s   c=64 %s / %s   ours/floor(c=64) %s   %s\n",
+				secs(minOf(f2)), secs(median(f2)), secs(minOf(f64)), secs(median(f64)), ratio(median(or), median(f64)), verdict(ratio(median(or), median(f64)), 1.5))
+		}
+		n := map[string]int{}
+		for _, d := range daemons {
+			for _, r := range c.runs[d] {
+				if r.ok() {
+					n[d]++
+				}
+			}
+		}
+		fmt.Fprintf(w, "  post-state checks         ours %d/%d ok   stock %d/%d valid\n", n["ours"], len(c.runs["ours"]), n["stock"], len(c.runs["stock"]))
+		if c.oursFailed() {
+			failed = true
+			for _, r := range c.runs["ours"] {
+				for _, f := range r.failures {
+					fmt.Fprintf(w, "    ours round %d: %s\n", r.round, f)
+				}
+			}
+		}
+		if rs := c.runs["stock"]; len(rs) > 0 {
+			last := rs[len(rs)-1]
+			for _, bh := range last.behaviour {
+				fmt.Fprintf(w, "  stock: %s\n", bh)
+			}
+		}
+		if rs := c.runs["ours"]; len(rs) > 0 {
+			last := rs[len(rs)-1]
+			for _, bh := range last.behaviour {
+				fmt.Fprintf(w, "  ours:  %s\n", bh)
+			}
+		}
+	}
+
+	fmt.Fprintf(w, "\n== markdown\n\n")
+	fmt.Fprintln(w, "| case | ours ready min / median (s) | stock ready min / median (s) | ratio | target | ours listed (s) | stock listed (s) | ours RSS (MiB) | stock RSS (MiB) | RSS ratio | checks (ours) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, c := range results {
+		if c.setupErr != nil {
+			fmt.Fprintf(w, "| %s | setup failed | | | | | | | | | |\n", c.def.name)
+			continue
+		}
+		ready := func(r *runResult) time.Duration { return r.ready }
+		list := func(r *runResult) time.Duration { return r.list }
+		or, sr := c.series("ours", ready), c.series("stock", ready)
+		ol, sl := c.series("ours", list), c.series("stock", list)
+		om, sm := c.rss("ours"), c.rss("stock")
+		rr := ratio(median(or), median(sr))
+		tgt := ""
+		if c.def.target > 0 {
+			tgt = fmt.Sprintf("≤ %.1f %s", c.def.target, map[bool]string{true: "met", false: "**missed**"}[strings.HasSuffix(verdict(rr, c.def.target), "met")])
+		}
+		checks := "ok"
+		if c.oursFailed() {
+			checks = "**FAILED**"
+		}
+		fmt.Fprintf(w, "| %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			c.def.name, secs(minOf(or)), secs(median(or)), secs(minOf(sr)), secs(median(sr)), rr, tgt,
+			secs(median(ol)), secs(median(sl)), mib(median(om)), mib(median(sm)), ratio(median(om), median(sm)), checks)
+	}
+	var floors []string
+	for _, c := range results {
+		if len(c.floor) == 0 {
+			continue
+		}
+		or := c.series("ours", func(r *runResult) time.Duration { return r.ready })
+		held := c.series("ours", func(r *runResult) time.Duration { return time.Duration(r.recoveryReady * float64(time.Millisecond)) })
+		floors = append(floors, fmt.Sprintf("| %s | %s / %s | %s / %s | %s / %s | %s | %s | %s |", c.def.name,
+			secs(minOf(c.floor[2])), secs(median(c.floor[2])), secs(minOf(c.floor[64])), secs(median(c.floor[64])),
+			secs(minOf(or)), secs(median(or)), ratio(median(or), median(c.floor[64])),
+			secs(median(held)), ratio(median(held), median(c.floor[64]))))
+	}
+	if len(floors) > 0 {
+		fmt.Fprintln(w, "\n| floor | c=2 min / median (s) | c=64 min / median (s) | ours ready min / median (s) | ours / floor c=64 (target ≤ 1.5) | ours recovery held (s, median) | held / floor c=64 |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		for _, f := range floors {
+			fmt.Fprintln(w, f)
+		}
+	}
+	return failed
+}
