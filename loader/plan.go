@@ -2,7 +2,6 @@ package loader
 
 import (
 	"context"
-	"path/filepath"
 	"time"
 )
 
@@ -13,17 +12,8 @@ import (
 func Plan(ctx context.Context, env Env, opts Options) Report {
 	start := time.Now()
 	opts = opts.withDefaults()
-	bootID := readTrimmed(opts.BootIDPath)
-	lastBoot := readTrimmed(filepath.Join(opts.RootDir, BootIDFile))
-	rebooted := bootID != "" && lastBoot != "" && bootID != lastBoot
-	entries, warnings := scan(ctx, env, scanOptions{
-		stateDir:     opts.StateDir,
-		rootDir:      opts.RootDir,
-		rebooted:     rebooted,
-		concurrency:  opts.Concurrency,
-		probeTimeout: opts.ProbeTimeout,
-		deadline:     start.Add(opts.Deadline),
-	})
+	bootID, rebooted := bootState(opts)
+	entries, warnings := scan(ctx, env, opts.scanOptions(start, rebooted, nil))
 	rp := &report{}
 	rp.r = Report{StateDir: opts.StateDir, RootDir: opts.RootDir, StartedAt: start, BootID: bootID, Rebooted: rebooted, Warnings: warnings}
 	for _, s := range entries {

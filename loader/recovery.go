@@ -68,6 +68,27 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// bootState reads the current boot id and says whether it differs from
+// the one recorded by the last pass (a reboot in between).
+func bootState(o Options) (bootID string, rebooted bool) {
+	bootID = readTrimmed(o.BootIDPath)
+	last := readTrimmed(filepath.Join(o.RootDir, BootIDFile))
+	return bootID, bootID != "" && last != "" && bootID != last
+}
+
+// scanOptions are the scan's settings for a pass that started at start.
+func (o Options) scanOptions(start time.Time, rebooted bool, observer Observer) scanOptions {
+	return scanOptions{
+		stateDir:     o.StateDir,
+		rootDir:      o.RootDir,
+		rebooted:     rebooted,
+		concurrency:  o.Concurrency,
+		probeTimeout: o.ProbeTimeout,
+		deadline:     start.Add(o.Deadline),
+		observer:     observer,
+	}
+}
+
 // Recovery is one pass over one plugin's state dir. Run returns once the
 // readiness path is done; background work (cleanup of dead and leaked
 // shims, work-dir GC, re-probing) goes on; Wait waits for it, except for
@@ -97,22 +118,12 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	opts.Observer = prog
 	obsv := opts.Observer
 	r := &Recovery{m: m, opts: opts, rep: &report{path: filepath.Join(opts.StateDir, ReportFile)}}
-	bootID := readTrimmed(opts.BootIDPath)
-	lastBoot := readTrimmed(filepath.Join(opts.RootDir, BootIDFile))
-	rebooted := bootID != "" && lastBoot != "" && bootID != lastBoot
+	bootID, rebooted := bootState(opts)
 	r.rep.update(func(rp *Report) {
 		rp.StateDir, rp.RootDir, rp.StartedAt, rp.BootID, rp.Rebooted = opts.StateDir, opts.RootDir, start, bootID, rebooted
 	})
 
-	entries, warnings := scan(ctx, m, scanOptions{
-		stateDir:     opts.StateDir,
-		rootDir:      opts.RootDir,
-		rebooted:     rebooted,
-		concurrency:  opts.Concurrency,
-		probeTimeout: opts.ProbeTimeout,
-		deadline:     start.Add(opts.Deadline),
-		observer:     obsv,
-	})
+	entries, warnings := scan(ctx, m, opts.scanOptions(start, rebooted, obsv))
 	prog.setTotal(len(entries))
 
 	var destructive []*scanned
