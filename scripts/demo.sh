@@ -341,6 +341,15 @@ if [[ ${STATUS2:-} != RUNNING || ${PID2:-} != "$PID1" ]]; then
 	die "expected $ID RUNNING with pid $PID1 after restart, got '${STATUS2:-none}' pid '${PID2:-none}'"
 fi
 info "OK: $ID still RUNNING with pid $PID2"
+# What recovery did, as an operator reads it (shimkeeper only: stock has no
+# such command). The report is written once the background work ends.
+if "$DAEMON" recovery --help >/dev/null 2>&1; then
+	for _ in $(seq 50); do
+		"$DAEMON" --config "$TMP/config.toml" recovery report 2>/dev/null | grep -q "background finished" && break
+		sleep 0.1
+	done
+	"$DAEMON" --config "$TMP/config.toml" recovery report 2>&1 | sed -n '1,6p' | sed 's/^/   /'
+fi
 
 # --- 7. exec --------------------------------------------------------------
 step "Exec into the recovered task"
