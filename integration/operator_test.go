@@ -24,9 +24,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
-	"github.com/containerd/ttrpc"
 )
 
 // Operator tooling: the recovery report, the task plugin's recovery.*
@@ -68,7 +65,7 @@ func TestRecoveryObservability(t *testing.T) {
 	}
 	// leak: the shim stays, its task is gone (as when containerd dies
 	// between `shim start` and task create).
-	opDeleteTaskBehindDaemon(t, d, ns, "leak")
+	recDeleteTaskViaShim(t, d, ns, "leak")
 	// hung: accepts connections, never answers.
 	if err := syscall.Kill(shims["hung"], syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -366,50 +363,6 @@ func procStateOf(pid int) byte {
 		return 0
 	}
 	return p.State
-}
-
-// opDeleteTaskBehindDaemon kills and deletes ns/id's task through its
-// shim's task API, as only the daemon would, while the daemon is down: the
-// shim stays up and answers State with "not found".
-func opDeleteTaskBehindDaemon(t *testing.T, d *Daemon, ns, id string) {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(d.State, taskPluginDir, ns, id, "bootstrap.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var params struct {
-		Version  int    `json:"version"`
-		Address  string `json:"address"`
-		Protocol string `json:"protocol"`
-	}
-	if err := json.Unmarshal(data, &params); err != nil {
-		t.Fatal(err)
-	}
-	if params.Version != 3 || params.Protocol != "ttrpc" {
-		t.Fatalf("bootstrap.json %s: want task API v3 over ttrpc", data)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "unix", strings.TrimPrefix(params.Address, "unix://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := ttrpc.NewClient(conn)
-	defer client.Close()
-	tc := taskv3.NewTTRPCTaskClient(client)
-	if _, err := tc.Kill(ctx, &taskv3.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL), All: true}); err != nil {
-		t.Fatalf("kill %s through its shim: %v", id, err)
-	}
-	if _, err := tc.Wait(ctx, &taskv3.WaitRequest{ID: id}); err != nil {
-		t.Fatalf("wait %s through its shim: %v", id, err)
-	}
-	if _, err := tc.Delete(ctx, &taskv3.DeleteRequest{ID: id}); err != nil {
-		t.Fatalf("delete %s through its shim: %v", id, err)
-	}
-	if _, err := tc.State(ctx, &taskv3.StateRequest{ID: id}); err == nil || !strings.Contains(err.Error(), "not found") {
-		t.Fatalf("state of %s after delete: %v, want not found", id, err)
-	}
 }
 
 // opEnableMetrics rewrites the (stopped) daemon's config: the metrics
