@@ -2,11 +2,13 @@ package loader
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,12 +139,18 @@ func (s *fakeShim) Shutdown(_ context.Context, r *task.ShutdownRequest) (*emptyp
 	return &emptypb.Empty{}, nil
 }
 
-// silentShim accepts connections and never answers: a hung shim.
+// silentShim accepts connections and never answers: a hung shim. It
+// counts the connections its clients have not closed, for leak checks.
 type silentShim struct {
 	l     net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	live  atomic.Int32
 }
+
+// open is the number of accepted connections still open on the client
+// side.
+func (s *silentShim) open() int { return int(s.live.Load()) }
 
 func startSilentShim(t *testing.T, socket string) *silentShim {
 	t.Helper()
@@ -160,6 +168,13 @@ func startSilentShim(t *testing.T, socket string) *silentShim {
 			s.mu.Lock()
 			s.conns = append(s.conns, c)
 			s.mu.Unlock()
+			s.live.Add(1)
+			go func() {
+				// Read until the client closes: a probe that gives up
+				// must close its connection.
+				_, _ = io.Copy(io.Discard, c)
+				s.live.Add(-1)
+			}()
 		}
 	}()
 	t.Cleanup(s.die)
@@ -389,6 +404,15 @@ func TestRunEndToEnd(t *testing.T) {
 	if data, err := os.ReadFile(filepath.Join(f.root, BootIDFile)); err != nil || string(data) != "boot-1\n" {
 		t.Errorf("boot id recorded: %q, %v", data, err)
 	}
+
+	// Every probe of the hung shim that gave up closed its connection: at
+	// most the one in flight is open, however many re-probes ran.
+	pollUntil(t, "re-probes of the hung shim to leave at most one connection open", func() bool {
+		hung.mu.Lock()
+		accepted := len(hung.conns)
+		hung.mu.Unlock()
+		return accepted >= 3 && hung.open() <= 1
+	})
 
 	// The hung shim dies: the re-probe finds it gone and cleans it up, and
 	// the report shows the facts that decision rests on.
