@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	imagespec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -178,10 +180,13 @@ func (c *SandboxController) Shutdown(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := svc.ShutdownSandbox(ctx, &runtimeapi.ShutdownSandboxRequest{SandboxID: id}); err != nil {
+	// A shim may exit as soon as it has shut the sandbox down, before its
+	// reply reaches us: a connection closed under the call means it did.
+	if _, err := svc.ShutdownSandbox(ctx, &runtimeapi.ShutdownSandboxRequest{SandboxID: id}); err != nil && !errors.Is(err, ttrpc.ErrClosed) {
 		return fmt.Errorf("failed to shutdown sandbox: %w", errgrpc.ToNative(err))
 	}
-	if err := c.m.Delete(ctx, id); err != nil {
+	// The close hook may have cleaned up and unregistered the shim already.
+	if err := c.m.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("failed to delete sandbox shim: %w", err)
 	}
 	return nil
