@@ -552,3 +552,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// reconnect reads the bundle's bootstrap.json (or legacy address file) and
+// probes the shim under the load budget, as recovery does for one bundle; it
+// returns the connected, unarmed shim when it answered.
+func reconnect(m *Manager, ctx context.Context, b *Bundle, runtimePath string) (*Shim, error) {
+	params, _, err := ReadBootstrap(b.Path)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
+	defer cancel()
+	r := m.Probe(ctx, b, runtimePath, params)
+	if r.Shim == nil {
+		return nil, r.Err
+	}
+	return r.Shim, nil
+}

@@ -81,7 +81,7 @@ func (r *rig) writeBootstrap(t *testing.T, version int32, address string) {
 // recovery does for a live shim.
 func (r *rig) adopt(t *testing.T) *Shim {
 	t.Helper()
-	s, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path)
+	s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestReconnectAdopts(t *testing.T) {
 			r.writeBootstrap(t, 3, srv.addr)
 			before := snapshot(t, r.bundle.Path)
 
-			s, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path)
+			s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -265,7 +265,7 @@ func TestReconnectHungShim(t *testing.T) {
 		f := newFakeTask()
 		srv := serveV3(t, f)
 		r.writeBootstrap(t, 3, srv.addr)
-		s, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path)
+		s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +279,7 @@ func TestReconnectHungShim(t *testing.T) {
 	before := snapshot(t, r.bundle.Path)
 
 	start := time.Now()
-	s, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path)
+	s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 	elapsed := time.Since(start)
 	if err == nil {
 		s.Abandon()
@@ -357,7 +357,7 @@ func TestReconnectDeadSocket(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r.writeBootstrap(t, 3, tc.addr)
 			start := time.Now()
-			_, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path)
+			_, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 			if err == nil {
 				t.Fatal("Reconnect to a dead socket succeeded")
 			}
@@ -460,7 +460,7 @@ func TestClosedConnectionState(t *testing.T) {
 	f := newFakeTask()
 	srv := serveV3(t, f)
 	r.writeBootstrap(t, 3, srv.addr)
-	s, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path)
+	s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -773,7 +773,7 @@ func TestAbandonArmedShim(t *testing.T) {
 	f := newFakeTask()
 	srv := serveV3(t, f)
 	r.writeBootstrap(t, 3, srv.addr)
-	s, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path)
+	s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -793,7 +793,7 @@ func TestAbandonArmedShim(t *testing.T) {
 	}
 	requireSameSnapshot(t, before, snapshot(t, r.bundle.Path))
 	// The shim itself is untouched and still answers a new connection.
-	if s2, err := r.m.Reconnect(nsCtx(), r.bundle, r.runtime.path); err != nil {
+	if s2, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path); err != nil {
 		t.Errorf("shim unreachable after Abandon: %v", err)
 	} else {
 		s2.Abandon()

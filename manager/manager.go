@@ -77,9 +77,6 @@ func (m *Manager) Env() []string {
 	return append([]string(nil), m.cfg.Env...)
 }
 
-// Timeouts returns the budgets in force.
-func (m *Manager) Timeouts() Timeouts { return m.cfg.Timeouts }
-
 // Containers is the metadata container store.
 func (m *Manager) Containers() containers.Store { return m.cfg.Containers }
 
@@ -363,10 +360,6 @@ func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params
 	return s, nil
 }
 
-// Binary returns the `shim delete` runner for bundle b and the resolved
-// runtime path.
-func (m *Manager) Binary(b *Bundle, runtimePath string) *shimBinary { return m.binary(b, runtimePath) }
-
 // discard tears down a shim that never became a task: close the client
 // (the hook runs `shim delete` and removes the bundle) under the cleanup
 // budget, detached from the caller, and unregister it.
@@ -423,10 +416,16 @@ func (m *Manager) onClose(s *Shim) func() {
 			return
 		}
 		if exit == nil {
-			exit = &runtime.Exit{Status: 255, Timestamp: time.Now()}
+			exit = UnknownExit()
 		}
 		m.publishExit(ctx, s.ID(), exit)
 	}
+}
+
+// UnknownExit is the exit reported for a shim that died when `shim delete`
+// could not say how its task ended: status 255, now, as stock reports it.
+func UnknownExit() *runtime.Exit {
+	return &runtime.Exit{Status: 255, Timestamp: time.Now()}
 }
 
 // publishExit publishes /tasks/exit and /tasks/delete for a task whose

@@ -94,7 +94,7 @@ func (r ProbeResult) TaskExited() bool {
 // missing socket is Gone; a shim that answers is Alive; anything else,
 // timeouts included, is Unknown. ctx bounds the whole probe.
 func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, params *bootapi.BootstrapResult) ProbeResult {
-	s := &Shim{bundle: b, binary: m.BinaryFor(b, runtimePath), protocol: params.Protocol, address: params.Address, bootstrap: params}
+	s := &Shim{bundle: b, binary: m.binaryFor(b, runtimePath), protocol: params.Protocol, address: params.Address, bootstrap: params}
 	s.version.Store(params.Version)
 	var err error
 	s.client, s.conn, err = connect(ctx, params, m.onClose(s))
@@ -131,22 +131,6 @@ func dialLiveness(err error) Liveness {
 	return LivenessUnknown
 }
 
-// Reconnect reads the bundle's bootstrap.json (or legacy address file) and
-// probes the shim; it returns the connected, unarmed shim when it answered.
-func (m *Manager) Reconnect(ctx context.Context, b *Bundle, runtimePath string) (*Shim, error) {
-	params, _, err := ReadBootstrap(b.Path)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
-	defer cancel()
-	r := m.Probe(ctx, b, runtimePath, params)
-	if r.Shim == nil {
-		return nil, r.Err
-	}
-	return r.Shim, nil
-}
-
 // WriteBootstrapFor records what a recovered shim speaks now (after a
 // v3→v2 downgrade or a legacy address migration) in its bootstrap.json,
 // so the next start does not repeat the failed probe.
@@ -163,9 +147,9 @@ func (m *Manager) WriteBootstrapFor(s *Shim) error {
 	return WriteBootstrap(s.Bundle(), p)
 }
 
-// BinaryFor returns the `shim delete` runner for bundle b, or nil when
+// binaryFor returns the `shim delete` runner for bundle b, or nil when
 // runtimePath is empty.
-func (m *Manager) BinaryFor(b *Bundle, runtimePath string) *shimBinary {
+func (m *Manager) binaryFor(b *Bundle, runtimePath string) *shimBinary {
 	if runtimePath == "" {
 		return nil
 	}

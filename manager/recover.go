@@ -38,7 +38,7 @@ func (m *Manager) Reap(ctx context.Context, s *Shim) error {
 // ShimDelete runs `<runtime> delete` for bundle b under the cleanup
 // budget.
 func (m *Manager) ShimDelete(ctx context.Context, b *Bundle, runtimePath string) (*runtime.Exit, error) {
-	bin := m.BinaryFor(b, runtimePath)
+	bin := m.binaryFor(b, runtimePath)
 	if bin == nil {
 		return nil, fmt.Errorf("no shim binary for %s", b.ID)
 	}
@@ -99,6 +99,3 @@ func (m *Manager) WaitServing(ctx context.Context) error {
 		}
 	}
 }
-
-// SocketDir is the shims' socket dir.
-func (m *Manager) SocketDir() string { return m.cfg.SocketDir }

@@ -35,10 +35,6 @@ func NewSandboxController(stateDir, rootDir string, m *Manager) *SandboxControll
 	return &SandboxController{stateDir: stateDir, rootDir: rootDir, m: m}
 }
 
-// StateDir and RootDir are the plugin's dirs.
-func (c *SandboxController) StateDir() string { return c.stateDir }
-func (c *SandboxController) RootDir() string  { return c.rootDir }
-
 func (c *SandboxController) client(ctx context.Context, id string) (runtimeapi.TTRPCSandboxService, error) {
 	s, err := c.m.Get(ctx, id)
 	if err != nil {

@@ -44,10 +44,6 @@ func NewTaskManager(stateDir, rootDir string, m *Manager, mounts mount.Manager) 
 // ID is io.containerd.runtime.v2.task.
 func (tm *TaskManager) ID() string { return plugins.RuntimePluginV2.String() + ".task" }
 
-// StateDir and RootDir are the plugin's dirs.
-func (tm *TaskManager) StateDir() string { return tm.stateDir }
-func (tm *TaskManager) RootDir() string  { return tm.rootDir }
-
 // Create makes the bundle, starts (or joins) a shim, activates the rootfs
 // mounts and creates the task in the shim. On failure it undoes all of it.
 func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.CreateOpts) (_ runtime.Task, retErr error) {

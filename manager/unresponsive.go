@@ -18,7 +18,7 @@ import (
 // and its bundle untouched, while calls on it fail at once with a clear
 // error. Recovery replaces it when the shim answers or is proven gone.
 func (m *Manager) NewUnresponsive(b *Bundle, runtimePath string, since time.Time) *Shim {
-	s := &Shim{bundle: b, binary: m.BinaryFor(b, runtimePath)}
+	s := &Shim{bundle: b, binary: m.binaryFor(b, runtimePath)}
 	s.unresponsiveSince = since
 	return s
 }
