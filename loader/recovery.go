@@ -368,7 +368,7 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 		}
 		logger.Info("cleaned up dead shim")
 		if exit == nil {
-			exit = exitUnknown()
+			exit = manager.UnknownExit()
 		}
 		ns, id := s.obs.Namespace, s.obs.ID
 		return func() { r.m.PublishExit(ctx, ns, id, exit) }, nil
@@ -465,8 +465,6 @@ func readTrimmed(path string) string {
 	}
 	return strings.TrimSpace(string(data))
 }
-
-func timeNow() time.Time { return time.Now() }
 
 func nsContext(ctx context.Context, s *scanned) context.Context {
 	return namespaces.WithNamespace(ctx, s.obs.Namespace)

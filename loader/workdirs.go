@@ -3,8 +3,6 @@ package loader
 import (
 	"path/filepath"
 
-	"github.com/containerd/containerd/v2/core/runtime"
-
 	"github.com/shimkeeper/shimkeeper/cleanup"
 )
 
@@ -25,10 +23,6 @@ func cleanupOrphans(o Options) ([]string, error) {
 
 func removeWorkDir(o Options, ns, id string) error {
 	return cleanup.AtomicRemove(o.RootDir, filepath.Join(o.RootDir, ns, id))
-}
-
-func exitUnknown() *runtime.Exit {
-	return &runtime.Exit{Status: 255, Timestamp: timeNow()}
 }
 
 // listOrphans lists, without removing anything, the work dirs a pass
