@@ -59,6 +59,22 @@ func recRecoveryConfig(lines ...string) string {
 	return "[plugins.\"io.containerd.runtime.v2.task\"]\n  " + strings.Join(lines, "\n  ") + "\n"
 }
 
+// recLogHasLine reports whether one line of the daemon's log, from byte
+// offset on, holds every one of parts.
+func recLogHasLine(d *Daemon, offset int, parts ...string) bool {
+	log := readFileString(d.LogPath)
+	for _, line := range strings.Split(log[min(offset, len(log)):], "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
 // recReadReport reads the task plugin's recovery report.
 func recReadReport(d *Daemon) (*loader.Report, error) {
 	return loader.ReadReport(filepath.Join(d.State, taskPluginDir))

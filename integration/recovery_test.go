@@ -610,15 +610,26 @@ func TestRecoveryCorruptBootstrapLiveShim(t *testing.T) {
 }
 
 // TestRecoveryHungShim restarts the daemon over a shim that is SIGSTOPped
-// (it accepts connections, never answers). The daemon must be ready within
-// about the probe timeout, list the task as UNKNOWN, fail calls on it with
-// a clear error and leave its bundle alone; once the shim runs again it is
-// adopted (RUNNING, same PID) within the re-probe backoff.
+// (it accepts connections, never answers). By default the daemon serves
+// before the hung shim is judged, and a task list waits for the verdict;
+// with recovery_hold_start it serves after about the probe timeout. Either
+// way the task is listed UNKNOWN, calls on it fail with a clear error and
+// its bundle is left alone; once the shim runs again it is adopted
+// (RUNNING, same PID) within the re-probe backoff.
 func TestRecoveryHungShim(t *testing.T) {
 	t.Parallel()
 	requireOurs(t, "waits for the hung shim (up to the load timeout), then deletes its bundle")
+	for _, holdStart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hold_start=%v", holdStart), func(t *testing.T) {
+			t.Parallel()
+			testRecoveryHungShim(t, holdStart)
+		})
+	}
+}
+
+func testRecoveryHungShim(t *testing.T, holdStart bool) {
 	const (
-		probeTimeout = time.Second
+		probeTimeout = 3 * time.Second
 		retryMax     = time.Second
 		slack        = 3 * time.Second // daemon start (plugins, metadata) and ctr, on a loaded 2-core machine
 	)
@@ -632,6 +643,7 @@ func TestRecoveryHungShim(t *testing.T) {
 		fmt.Sprintf("recovery_probe_timeout = %q", probeTimeout),
 		`recovery_retry_initial = "200ms"`,
 		fmt.Sprintf("recovery_retry_max = %q", retryMax),
+		fmt.Sprintf("recovery_hold_start = %v", holdStart),
 	))
 	bundle := recBundle(d, ns, "hung")
 	before := recTree(t, bundle)
@@ -651,28 +663,55 @@ func TestRecoveryHungShim(t *testing.T) {
 		t.Fatal(msg)
 	}
 
+	offset := len(readFileString(d.LogPath))
 	since := time.Now()
 	d.Start()
 	ready := time.Since(since)
-	t.Logf("daemon ready %s after exec (probe timeout %s)", ready.Round(time.Millisecond), probeTimeout)
-	if ready > probeTimeout+slack {
-		t.Errorf("daemon took %s to answer: the hung shim held it past the probe timeout %s (+%s)", ready, probeTimeout, slack)
+	judgedAtReady := recLogHasLine(d, offset, `msg="recovery judged"`, "state="+filepath.Join(d.State, taskPluginDir))
+	t.Logf("daemon ready %s after exec (probe timeout %s, hold_start %v)", ready.Round(time.Millisecond), probeTimeout, holdStart)
+	switch {
+	case holdStart && (ready < probeTimeout || ready > probeTimeout+slack):
+		t.Errorf("daemon answered %s after exec: with recovery_hold_start the hung shim's probe (%s) should have held it, and no more than that (+%s)", ready, probeTimeout, slack)
+	case holdStart && !judgedAtReady:
+		t.Errorf("daemon answered before the task plugin's recovery judged every shim, with recovery_hold_start\n%s", d.logTail(30))
+	case !holdStart && judgedAtReady:
+		t.Errorf("daemon answered only after the hung shim was judged (%s after exec): it should serve while the shim is probed\n%s", ready, d.logTail(30))
 	}
-	rep, err := recReadReport(d)
-	if err != nil || rep.StartedAt.Before(since) {
-		t.Fatalf("report of this start: %v (started %v)", err, rep)
+
+	// A task list waits for the verdict on every shim of the namespace:
+	// it answers once the hung shim's probe has timed out.
+	listStart := time.Now()
+	tasks := d.tasks(ns)
+	t.Logf("task list answered %s after exec", time.Since(since).Round(time.Millisecond))
+	if listed := time.Since(since); listed < probeTimeout {
+		t.Errorf("task list answered %s after exec (it took %s), before the hung shim's probe (%s) could end", listed, time.Since(listStart), probeTimeout)
 	}
-	if got := time.Duration(rep.Ready); got < probeTimeout || got > probeTimeout+time.Second {
-		t.Errorf("report ready_ms = %s, want the probe timeout %s (and not much more)", got, probeTimeout)
+	// The verdicts are in the report moments after the list (it is
+	// written once the pass has looked at work dirs too).
+	var rep *loader.Report
+	if msg := eventually(statusTimeout, func() string {
+		r, err := recReadReport(d)
+		if err != nil || r.StartedAt.Before(since) || r.Judged == 0 {
+			return fmt.Sprintf("no judged report of this start: %v (report %+v)", err, r)
+		}
+		rep = r
+		return ""
+	}); msg != "" {
+		t.Fatal(msg)
+	}
+	if got := time.Duration(rep.Judged); got < probeTimeout || got > probeTimeout+time.Second {
+		t.Errorf("report judged_ms = %s, want the probe timeout %s (and not much more)", got, probeTimeout)
+	}
+	if rep.HeldStart != holdStart || (holdStart && rep.Ready < rep.Judged) || (!holdStart && rep.Ready >= rep.Judged) {
+		t.Errorf("report held_start %v, ready %s, judged %s", rep.HeldStart, time.Duration(rep.Ready), time.Duration(rep.Judged))
 	}
 	if msg := recCheckEntries(rep, map[string]recWant{
 		ns + "/ok":   {"adopt", "done", "shim alive, task live"},
 		ns + "/hung": {"keep", "probing", "shim liveness unknown"},
 	}, true); msg != "" {
-		t.Errorf("report at ready: %s", msg)
+		t.Errorf("report once judged: %s", msg)
 	}
 
-	tasks := d.tasks(ns)
 	if tasks["ok"] != ok {
 		t.Errorf("ok after restart: %+v, want %+v", tasks["ok"], ok)
 	}
@@ -766,8 +805,8 @@ func TestRecoveryKilledDuringRecovery(t *testing.T) {
 
 	// When to SIGKILL each start: at fixed delays after exec, and as soon
 	// as the log shows the task plugin loading (the scan and probes run
-	// next) or its recovery ready (registration done, background work
-	// and the rest of the start running).
+	// next) or its recovery judged (registration done, background work
+	// running).
 	type trigger struct {
 		name   string
 		delay  time.Duration
@@ -777,7 +816,7 @@ func TestRecoveryKilledDuringRecovery(t *testing.T) {
 		{name: "0ms"}, {name: "20ms", delay: 20 * time.Millisecond}, {name: "50ms", delay: 50 * time.Millisecond},
 		{name: "100ms", delay: 100 * time.Millisecond},
 		{name: "task plugin loading", marker: "id=" + taskPluginDir + " type=io.containerd.runtime.v2"},
-		{name: "recovery ready", marker: `msg="recovery ready"`},
+		{name: "recovery judged", marker: `msg="recovery judged"`},
 	}
 	var killed, beforeReady int
 	for round := 0; round < 3; round++ {
@@ -808,7 +847,7 @@ func TestRecoveryKilledDuringRecovery(t *testing.T) {
 			if raw.kill(t) {
 				killed++
 			}
-			if !strings.Contains(readFileString(d.LogPath)[offset:], `msg="recovery ready"`) {
+			if !strings.Contains(readFileString(d.LogPath)[offset:], `msg="recovery judged"`) {
 				beforeReady++
 			}
 		}

@@ -13,8 +13,10 @@ type Observer interface {
 	// Finished: an entry's action ended with an outcome (done, failed,
 	// probing, pending is not reported).
 	Finished(stateDir string, a Action, outcome string)
-	// Ready: the readiness part of the pass took d.
+	// Ready: the pass held daemon start for d.
 	Ready(stateDir string, d time.Duration)
+	// Judged: every entry had its verdict d after the pass started.
+	Judged(stateDir string, d time.Duration)
 	// Unresponsive: the number of shims being re-probed changed by delta.
 	Unresponsive(stateDir string, delta int)
 	// Queue: the number of pending background cleanups changed by delta.
@@ -27,6 +29,7 @@ func (nopObserver) Probed(string, Liveness, time.Duration) {}
 func (nopObserver) Decided(string, Action)                 {}
 func (nopObserver) Finished(string, Action, string)        {}
 func (nopObserver) Ready(string, time.Duration)            {}
+func (nopObserver) Judged(string, time.Duration)           {}
 func (nopObserver) Unresponsive(string, int)               {}
 func (nopObserver) Queue(string, int)                      {}
 

@@ -133,6 +133,8 @@ func (p *progress) Finished(stateDir string, a Action, outcome string) {
 
 func (p *progress) Ready(stateDir string, d time.Duration) { p.inner.Ready(stateDir, d) }
 
+func (p *progress) Judged(stateDir string, d time.Duration) { p.inner.Judged(stateDir, d) }
+
 func (p *progress) Unresponsive(stateDir string, delta int) { p.inner.Unresponsive(stateDir, delta) }
 
 func (p *progress) Queue(stateDir string, delta int) { p.inner.Queue(stateDir, delta) }

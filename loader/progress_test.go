@@ -63,7 +63,8 @@ func (r *recordingObserver) Decided(_ string, a Action) { r.add("decided " + a.S
 func (r *recordingObserver) Finished(_ string, a Action, o string) {
 	r.add("finished " + a.String() + " " + o)
 }
-func (r *recordingObserver) Ready(string, time.Duration) { r.add("ready") }
+func (r *recordingObserver) Ready(string, time.Duration)  { r.add("ready") }
+func (r *recordingObserver) Judged(string, time.Duration) { r.add("judged") }
 func (r *recordingObserver) Unresponsive(_ string, d int) {
 	r.add("unresponsive " + map[bool]string{true: "+", false: "-"}[d > 0])
 }

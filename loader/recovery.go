@@ -41,6 +41,10 @@ type Options struct {
 	// before it starts, so that spawning `shim delete`s does not slow the
 	// rest of daemon start. The ids stay held meanwhile.
 	CleanupAfterServing time.Duration
+	// HoldStart makes Run return only once every shim found is judged, as
+	// stock containerd does (bounded by Deadline). Otherwise the daemon
+	// serves while shims are judged.
+	HoldStart bool
 }
 
 // withDefaults fills in zero or negative values, so that a caller that
@@ -90,21 +94,28 @@ func (o Options) scanOptions(start time.Time, rebooted bool, observer Observer) 
 }
 
 // Recovery is one pass over one plugin's state dir. Run returns once the
-// readiness path is done; background work (cleanup of dead and leaked
-// shims, work-dir GC, re-probing) goes on; Wait waits for it, except for
-// re-probes, which last until their shims are judged.
+// shims found on disk are registered as pending; judging them (probe,
+// decide, adopt or keep) goes on while the daemon serves, and calls that
+// name a pending shim wait for its verdict. Background work (cleanup of
+// dead and leaked shims, work-dir GC, re-probing) follows; Wait waits for
+// it, except for re-probes, which last until their shims are judged.
 type Recovery struct {
 	m    *manager.Manager
 	opts Options
 	rep  *report
 	bg   sync.WaitGroup
+	// judged is closed when every entry has its verdict.
+	judged chan struct{}
+	start  time.Time
 	// probing counts shims being re-probed.
 	probing sync.WaitGroup
 }
 
-// Run performs the readiness part of a recovery pass and starts the rest
-// in the background. ctx is used for the readiness path only; background
-// work is detached from it.
+// Run starts a recovery pass. It lists the bundles (two directory reads),
+// marks each as pending in the manager and returns; with
+// Options.HoldStart it returns only once every one is judged. Judging is
+// bounded by Options.Deadline. ctx's values are kept; its cancellation is
+// not: the pass outlives daemon start.
 func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	start := time.Now()
 	opts = opts.withDefaults()
@@ -113,33 +124,85 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
+	bctx := log.WithLogger(context.WithoutCancel(ctx), log.G(ctx))
 	// Progress: a pass still running after a second logs what it has done.
-	prog := startProgress(context.WithoutCancel(ctx), opts.StateDir, opts.Observer, progressInterval)
+	prog := startProgress(bctx, opts.StateDir, opts.Observer, progressInterval)
 	opts.Observer = prog
-	obsv := opts.Observer
-	r := &Recovery{m: m, opts: opts, rep: &report{path: filepath.Join(opts.StateDir, ReportFile)}}
+	r := &Recovery{m: m, opts: opts, rep: &report{path: filepath.Join(opts.StateDir, ReportFile)}, judged: make(chan struct{}), start: start}
 	bootID, rebooted := bootState(opts)
 	r.rep.update(func(rp *Report) {
 		rp.StateDir, rp.RootDir, rp.StartedAt, rp.BootID, rp.Rebooted = opts.StateDir, opts.RootDir, start, bootID, rebooted
+		rp.HeldStart = opts.HoldStart
 	})
 
-	entries, warnings := scan(ctx, m, opts.scanOptions(start, rebooted, obsv))
+	so := opts.scanOptions(start, rebooted, opts.Observer)
+	entries, warnings := list(so)
+	pend := make([]func(), len(entries))
+	for i, s := range entries {
+		pend[i] = m.Pend(s.obs.Namespace, s.obs.ID)
+	}
 	prog.setTotal(len(entries))
+	r.rep.update(func(rp *Report) { rp.Found = len(entries) })
+
+	if !opts.HoldStart {
+		r.ready(ctx, start, len(entries))
+	}
+	r.bg.Add(1)
+	go func() {
+		defer r.bg.Done()
+		r.judge(bctx, so, entries, warnings, pend, bootID)
+	}()
+	if opts.HoldStart {
+		<-r.judged
+		r.ready(ctx, start, len(entries))
+	}
+	return r
+}
+
+// ready records that the pass stops holding daemon start.
+func (r *Recovery) ready(ctx context.Context, start time.Time, found int) {
+	d := time.Since(start)
+	r.rep.update(func(rp *Report) { rp.Ready = Millis(d) })
+	// The report of this pass replaces the last one now, so that nobody
+	// reads the last pass's verdicts as this one's.
+	if err := r.rep.write(); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to write recovery report")
+	}
+	r.opts.Observer.Ready(r.opts.StateDir, d)
+	log.G(ctx).WithFields(log.Fields{"state": r.opts.StateDir, "ready": d.String(), "found": found, "hold_start": r.opts.HoldStart}).Info("recovery no longer holds daemon start")
+}
+
+// judge probes and decides every entry, carries out the non-destructive
+// decisions and ends each entry's pending state, then goes on with the
+// background work.
+func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned, warnings []string, pend []func(), bootID string) {
+	defer func() {
+		for _, done := range pend {
+			done() // no-op for those already judged; here for a panic's sake
+		}
+	}()
+	opts, m, obsv := r.opts, r.m, r.opts.Observer
+	observeAll(ctx, m, so, entries)
 
 	var destructive []*scanned
 	var reports []*Entry
-	for _, s := range entries {
+	holds := map[*scanned]func(){}
+	for i, s := range entries {
 		d := Decide(s.obs)
 		e := &Entry{Observation: s.obs, Action: d.Action, Reason: d.Reason, Notes: s.notes, Duration: Millis(s.scanDur)}
 		reports = append(reports, e)
 		obsv.Decided(opts.StateDir, d.Action)
 		r.actNow(ctx, s, e)
 		if d.Action.Destructive() {
+			// Held before it stops pending, so that a Create of the same
+			// id waits for the cleanup rather than meeting the old bundle.
+			holds[s] = m.Hold(s.obs.Namespace, s.obs.ID)
 			destructive = append(destructive, s)
 			obsv.Queue(opts.StateDir, 1)
 		} else {
 			obsv.Finished(opts.StateDir, d.Action, e.Outcome)
 		}
+		pend[i]()
 	}
 
 	// Work dirs whose bundle is absent, decided now, removed in the
@@ -148,34 +211,36 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	if err != nil {
 		warnings = append(warnings, "list work dirs: "+err.Error())
 	}
-	holds := map[*scanned]func(){}
-	for _, s := range destructive {
-		holds[s] = m.Hold(s.obs.Namespace, s.obs.ID)
-	}
 	orphanHolds := make([]func(), len(orphans))
 	for i, o := range orphans {
 		ns, id, _ := strings.Cut(o, "/")
 		orphanHolds[i] = m.Hold(ns, id)
 	}
 
+	judged := time.Since(r.start)
 	r.rep.update(func(rp *Report) {
 		rp.Entries = reports
 		rp.Warnings = warnings
-		rp.Ready = Millis(time.Since(start))
+		rp.Judged = Millis(judged)
 	})
-	obsv.Ready(opts.StateDir, time.Since(start))
+	obsv.Judged(opts.StateDir, judged)
 	if err := r.rep.write(); err != nil {
 		log.G(ctx).WithError(err).Warn("failed to write recovery report")
 	}
-	r.logSummary(ctx, "recovery ready")
+	r.logSummary(ctx, "recovery judged")
+	close(r.judged)
 
-	bctx := log.WithLogger(context.WithoutCancel(ctx), log.G(ctx))
-	r.bg.Add(1)
-	go func() {
-		defer r.bg.Done()
-		r.background(bctx, destructive, holds, reports, entries, orphans, orphanHolds, bootID)
-	}()
-	return r
+	r.background(ctx, destructive, holds, reports, entries, orphans, orphanHolds, bootID)
+}
+
+// Judged waits until every entry of the pass has its verdict, or ctx ends.
+func (r *Recovery) Judged(ctx context.Context) error {
+	select {
+	case <-r.judged:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // actNow performs the non-destructive part of a decision, on the
@@ -448,7 +513,7 @@ func (r *Recovery) Report() Report { return r.rep.snapshot() }
 
 func (r *Recovery) logSummary(ctx context.Context, msg string) {
 	rp := r.rep.snapshot()
-	f := log.Fields{"state": rp.StateDir, "ready": time.Duration(rp.Ready).String(), "rebooted": rp.Rebooted, "entries": len(rp.Entries)}
+	f := log.Fields{"state": rp.StateDir, "ready": time.Duration(rp.Ready).String(), "judged": time.Duration(rp.Judged).String(), "rebooted": rp.Rebooted, "entries": len(rp.Entries)}
 	for k, v := range rp.Totals {
 		f[k] = v
 	}

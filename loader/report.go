@@ -56,12 +56,18 @@ type Report struct {
 	StateDir  string    `json:"state_dir"`
 	RootDir   string    `json:"root_dir"`
 	StartedAt time.Time `json:"started_at"`
-	// Ready is the time the pass held the daemon's start (the readiness
-	// path); Finished is when background work ended (zero while running).
-	Ready    Millis    `json:"ready_ms"`
-	Finished time.Time `json:"finished_at,omitzero"`
-	BootID   string    `json:"boot_id"`
-	Rebooted bool      `json:"rebooted"`
+	// Ready is the time the pass held the daemon's start: listing the
+	// bundles, or, with HeldStart, judging them all. Judged is the time
+	// until every entry had its verdict (calls naming a shim not yet
+	// judged wait for it). Finished is when background work ended (zero
+	// while running).
+	Ready     Millis    `json:"ready_ms"`
+	Judged    Millis    `json:"judged_ms"`
+	HeldStart bool      `json:"held_start"`
+	Found     int       `json:"found"`
+	Finished  time.Time `json:"finished_at,omitzero"`
+	BootID    string    `json:"boot_id"`
+	Rebooted  bool      `json:"rebooted"`
 	// Totals counts entries by action.
 	Totals map[string]int `json:"totals"`
 	// Outcomes counts entries by outcome.
@@ -76,6 +82,7 @@ type report struct {
 	mu   sync.Mutex
 	r    Report
 	path string
+	wmu  sync.Mutex // serializes write
 }
 
 func (rp *report) update(f func(r *Report)) {
@@ -109,6 +116,10 @@ func (rp *report) snapshot() Report {
 
 // write stores the report atomically.
 func (rp *report) write() error {
+	// One write at a time, each of a snapshot taken under this lock, so
+	// that an older snapshot never replaces a newer one.
+	rp.wmu.Lock()
+	defer rp.wmu.Unlock()
 	r := rp.snapshot()
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {

@@ -343,8 +343,31 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 	})
 
-	// The readiness path: live shims registered, the hung one behind a
-	// placeholder, nothing destructive done yet or pending.
+	// Run returned before judging (the hung shim's probe alone takes
+	// 300ms): every bundle is pending, and calls naming one wait for its
+	// verdict instead of finding nothing.
+	if n := m.Pending(); n != 6 {
+		t.Errorf("%d ids pending when Run returned, want 6", n)
+	}
+	if rp := rec.Report(); rp.Found != 6 || rp.Judged != 0 || len(rp.Entries) != 0 {
+		t.Errorf("report when Run returned: found %d, judged %s, %d entries; want 6, 0, 0", rp.Found, time.Duration(rp.Judged), len(rp.Entries))
+	}
+	getStart := time.Now()
+	if sh, err := m.Get(nsctx, "adopt"); err != nil || !sh.Armed() {
+		t.Errorf("Get of a pending live shim: %v, %v; want it once adopted", sh, err)
+	}
+	if waited := time.Since(getStart); waited < 200*time.Millisecond {
+		t.Errorf("Get of a pending shim returned after %s, before the pass could judge it", waited)
+	}
+	if err := rec.Judged(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.Pending(); n != 0 {
+		t.Errorf("%d ids still pending once judged", n)
+	}
+
+	// Judged: live shims registered, the hung one behind a placeholder,
+	// nothing destructive done yet or pending.
 	ready := map[string]*Entry{}
 	for _, e := range rec.Report().Entries {
 		ready[e.ID] = e
@@ -566,7 +589,13 @@ func TestRunReprobeAdopts(t *testing.T) {
 		Deadline: 20 * time.Second, ProbeTimeout: 200 * time.Millisecond,
 		RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 		BootIDPath: filepath.Join(f.outside, "no-boot-id"),
+		HoldStart:  true,
 	})
+	// HoldStart: Run returned with the shim judged (kept, after its 200ms
+	// probe timed out).
+	if rp := rec.Report(); m.Pending() != 0 || rp.Judged == 0 || rp.Ready < rp.Judged || !rp.HeldStart {
+		t.Errorf("HoldStart: Run returned with %d pending, ready %s, judged %s, held_start %v", m.Pending(), time.Duration(rp.Ready), time.Duration(rp.Judged), rp.HeldStart)
+	}
 	nsctx := namespaces.WithNamespace(context.Background(), "default")
 	t.Cleanup(func() {
 		if sh, err := m.Get(nsctx, "slow"); err == nil {

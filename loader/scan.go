@@ -59,9 +59,18 @@ type scanOptions struct {
 	observer Observer
 }
 
-// scan observes every entry under <state>/<ns> of every namespace. It
-// writes, unlinks, unmounts and kills nothing; Probe only connects.
+// scan lists and observes every entry under <state>/<ns> of every
+// namespace. It writes, unlinks, unmounts and kills nothing; Probe only
+// connects.
 func scan(ctx context.Context, env Env, o scanOptions) ([]*scanned, []string) {
+	entries, warnings := list(o)
+	observeAll(ctx, env, o, entries)
+	return entries, warnings
+}
+
+// list lists the entries under <state>/<ns> of every namespace, reading
+// only the two levels of directories.
+func list(o scanOptions) ([]*scanned, []string) {
 	var warnings []string
 	nsEntries, err := os.ReadDir(o.stateDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -90,7 +99,11 @@ func scan(ctx context.Context, env Env, o scanOptions) ([]*scanned, []string) {
 			})
 		}
 	}
+	return entries, warnings
+}
 
+// observeAll observes the entries, o.concurrency at a time.
+func observeAll(ctx context.Context, env Env, o scanOptions, entries []*scanned) {
 	limit := max(o.concurrency, 1)
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
@@ -105,7 +118,6 @@ func scan(ctx context.Context, env Env, o scanOptions) ([]*scanned, []string) {
 		}()
 	}
 	wg.Wait()
-	return entries, warnings
 }
 
 // observe fills in the facts of one entry.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -58,6 +59,9 @@ type Manager struct {
 	shims    *runtime.NSMap[*Shim]
 	runtimes *runtimeResolver
 	holds    holds
+	pending  pending
+	// servingSeen: containerd's grpc address has accepted a connection.
+	servingSeen atomic.Bool
 }
 
 // New returns a Manager. It starts nothing.
@@ -87,11 +91,12 @@ func (m *Manager) Sandboxes() sandbox.Store { return m.cfg.Sandboxes }
 func (m *Manager) ResolveRuntime(name string) (string, error) { return m.runtimes.Resolve(name) }
 
 // Get returns the shim registered under the context's namespace and id.
-func (m *Manager) Get(ctx context.Context, id string) (*Shim, error) { return m.shims.Get(ctx, id) }
-
-// All returns the registered shims, of every namespace when all is set.
-func (m *Manager) All(ctx context.Context, all bool) ([]*Shim, error) {
-	return m.shims.GetAll(ctx, all)
+// If recovery has yet to judge a shim of that id, Get waits for it.
+func (m *Manager) Get(ctx context.Context, id string) (*Shim, error) {
+	if err := m.waitPendingCtx(ctx, id); err != nil {
+		return nil, err
+	}
+	return m.shims.Get(ctx, id)
 }
 
 // Add registers s.
@@ -189,11 +194,11 @@ func (m *Manager) joinParams(ctx context.Context, id string, opts runtime.Create
 		params = &bootapi.BootstrapResult{Version: int32(opts.Version), Protocol: protocol, Address: address}
 		// The controller returns only where to connect; what the sandbox's
 		// shim advertised is on the instance we already hold.
-		if sb, err := m.shims.Get(ctx, opts.SandboxID); err == nil && sb.bootstrap != nil {
+		if sb, err := m.Get(ctx, opts.SandboxID); err == nil && sb.bootstrap != nil {
 			params.Extensions = sb.bootstrap.GetExtensions()
 		}
 	} else {
-		sb, err := m.shims.Get(ctx, opts.SandboxID)
+		sb, err := m.Get(ctx, opts.SandboxID)
 		if err != nil {
 			return nil, false, fmt.Errorf("can't find shim for sandbox %s: %w", opts.SandboxID, err)
 		}

@@ -139,21 +139,12 @@ func (tm *TaskManager) Get(ctx context.Context, id string) (runtime.Task, error)
 }
 
 // Tasks lists the registered tasks. As in stock, the map is shared with
-// the sandbox controller, so sandbox shims are listed too.
+// the sandbox controller, so sandbox shims are listed too. Once the daemon
+// serves, it waits for recovery's verdict on every shim of the listed
+// namespaces; during daemon start it does not wait, and lists a shim not
+// yet judged as a task whose calls wait for the verdict.
 func (tm *TaskManager) Tasks(ctx context.Context, all bool) ([]runtime.Task, error) {
-	shims, err := tm.m.All(ctx, all)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]runtime.Task, 0, len(shims))
-	for _, s := range shims {
-		t, err := newTask(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, nil
+	return tm.m.tasks(ctx, all)
 }
 
 // Delete deletes the task and its shim. The container record must exist.

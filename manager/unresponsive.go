@@ -156,5 +156,8 @@ func (m *Manager) waitHeldCtx(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if err := m.waitPending(ctx, ns, id); err != nil {
+		return err
+	}
 	return m.WaitHeld(ctx, ns, id)
 }

@@ -24,6 +24,7 @@ var probeBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 
 // loader.Observer; its methods never block.
 type Observer struct {
 	ready        gometrics.LabeledGauge
+	judged       gometrics.LabeledGauge
 	pass         gometrics.LabeledGauge
 	decisions    gometrics.LabeledCounter
 	bundles      gometrics.LabeledCounter
@@ -42,7 +43,9 @@ var (
 // nothing: the caller registers ns (tests use a fresh registry).
 func New(ns *gometrics.Namespace) *Observer {
 	return &Observer{
-		ready: ns.NewLabeledGauge("ready", "Time the last recovery pass held daemon start (scan, probe, register)",
+		ready: ns.NewLabeledGauge("ready", "Time the last recovery pass held daemon start (listing bundles; judging them too with recovery_hold_start)",
+			gometrics.Seconds, "plugin"),
+		judged: ns.NewLabeledGauge("judged", "Time until the last recovery pass had judged every shim it found (probe, decide, register)",
 			gometrics.Seconds, "plugin"),
 		pass: ns.NewLabeledGauge("pass", "Duration of the last recovery pass, background cleanup included",
 			gometrics.Seconds, "plugin"),
@@ -123,6 +126,11 @@ func (o *Observer) Ready(stateDir string, d time.Duration) {
 	// Create the gauges a dashboard expects at zero rather than absent.
 	o.unresponsive.WithValues(p).Add(0)
 	o.queue.WithValues(p).Add(0)
+}
+
+// Judged implements loader.Observer.
+func (o *Observer) Judged(stateDir string, d time.Duration) {
+	o.judged.WithValues(PluginLabel(stateDir)).Set(d.Seconds())
 }
 
 // Unresponsive implements loader.Observer.

@@ -44,6 +44,7 @@ func TestObserverCounts(t *testing.T) {
 	o.Queue(taskState, 1)
 	o.Ready(taskState, 1500*time.Millisecond)
 	o.Ready(sandboxState, 2*time.Millisecond)
+	o.Judged(taskState, 2500*time.Millisecond)
 	o.Queue(taskState, -1)
 	o.Finished(taskState, loader.ActionCleanupDead, loader.OutcomeDone)
 	o.Queue(taskState, -1)
@@ -70,10 +71,13 @@ shimkeeper_recovery_decisions_total{action="adopt",plugin="task"} 2
 shimkeeper_recovery_decisions_total{action="cleanup-dead",plugin="task"} 1
 shimkeeper_recovery_decisions_total{action="keep",plugin="task"} 1
 shimkeeper_recovery_decisions_total{action="remove-empty",plugin="task"} 1
+# HELP shimkeeper_recovery_judged_seconds Time until the last recovery pass had judged every shim it found (probe, decide, register)
+# TYPE shimkeeper_recovery_judged_seconds gauge
+shimkeeper_recovery_judged_seconds{plugin="task"} 2.5
 # HELP shimkeeper_recovery_pass_seconds Duration of the last recovery pass, background cleanup included
 # TYPE shimkeeper_recovery_pass_seconds gauge
 shimkeeper_recovery_pass_seconds{plugin="task"} 3
-# HELP shimkeeper_recovery_ready_seconds Time the last recovery pass held daemon start (scan, probe, register)
+# HELP shimkeeper_recovery_ready_seconds Time the last recovery pass held daemon start (listing bundles; judging them too with recovery_hold_start)
 # TYPE shimkeeper_recovery_ready_seconds gauge
 shimkeeper_recovery_ready_seconds{plugin="sandbox"} 0.002
 shimkeeper_recovery_ready_seconds{plugin="task"} 1.5
@@ -85,7 +89,7 @@ shimkeeper_recovery_unresponsive_shims{plugin="task"} 1
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"shimkeeper_recovery_bundles_total", "shimkeeper_recovery_cleanup_failures_total",
 		"shimkeeper_recovery_cleanup_queue", "shimkeeper_recovery_decisions_total",
-		"shimkeeper_recovery_pass_seconds", "shimkeeper_recovery_ready_seconds",
+		"shimkeeper_recovery_judged_seconds", "shimkeeper_recovery_pass_seconds", "shimkeeper_recovery_ready_seconds",
 		"shimkeeper_recovery_unresponsive_shims"); err != nil {
 		t.Fatal(err)
 	}

@@ -63,8 +63,12 @@ func writeReports(w io.Writer, rs []PluginReport) error {
 			finished = r.Finished.Format(time.RFC3339Nano)
 		}
 		fmt.Fprintf(w, "%s: %s\n", r.Plugin, r.StateDir)
-		fmt.Fprintf(w, "  started %s, held the daemon %s, background finished %s\n",
-			r.StartedAt.Format(time.RFC3339Nano), time.Duration(r.Ready), finished)
+		judged := "not yet"
+		if r.Judged > 0 {
+			judged = "after " + time.Duration(r.Judged).String()
+		}
+		fmt.Fprintf(w, "  started %s, held the daemon %s, every shim judged %s, background finished %s\n",
+			r.StartedAt.Format(time.RFC3339Nano), time.Duration(r.Ready), judged, finished)
 		fmt.Fprintf(w, "  boot id %s, rebooted %t, %d entries%s%s\n", r.BootID, r.Rebooted, len(r.Entries), totals(r.Totals), outcomes(r.Outcomes))
 		if len(r.WorkDirsRemoved) > 0 {
 			fmt.Fprintf(w, "  work dirs removed: %s\n", strings.Join(r.WorkDirsRemoved, " "))

@@ -77,9 +77,9 @@ type TaskConfig struct {
 	// RecoveryConcurrency is how many bundles recovery scans, probes and
 	// cleans up at once, across all namespaces. Default: 64.
 	RecoveryConcurrency int `toml:"recovery_concurrency"`
-	// RecoveryDeadline bounds the part of recovery that holds up daemon
-	// start (scan, probe, register). Shims not judged by then are kept,
-	// listed with an unknown state, and re-probed. Default: "10s".
+	// RecoveryDeadline bounds judging the shims found (probe, decide,
+	// register). Shims not judged by then are kept, listed with an
+	// unknown state, and re-probed. Default: "10s".
 	RecoveryDeadline Duration `toml:"recovery_deadline"`
 	// RecoveryProbeTimeout bounds the probe of one shim. A shim that takes
 	// longer is kept (never removed) and re-probed. Default: "2s".
@@ -88,6 +88,12 @@ type TaskConfig struct {
 	// background re-probes of unresponsive shims. Defaults: "1s", "30s".
 	RecoveryRetryInitial Duration `toml:"recovery_retry_initial"`
 	RecoveryRetryMax     Duration `toml:"recovery_retry_max"`
+	// RecoveryHoldStart: when true, the daemon serves only once every
+	// shim found is judged, as stock containerd does (bounded by
+	// recovery_deadline). When false (the default), it serves as soon as
+	// the bundles are listed; a call that names a shim not yet judged, or
+	// lists its namespace, waits for the verdict.
+	RecoveryHoldStart bool `toml:"recovery_hold_start"`
 }
 
 // Recovery defaults.
@@ -151,6 +157,7 @@ func (c *TaskConfig) recoveryOptions(state, root string) loader.Options {
 		ProbeTimeout: time.Duration(c.RecoveryProbeTimeout),
 		RetryInitial: time.Duration(c.RecoveryRetryInitial),
 		RetryMax:     time.Duration(c.RecoveryRetryMax),
+		HoldStart:    c.RecoveryHoldStart,
 		// Dead-shim cleanup spawns a process per shim: let the daemon
 		// finish starting first.
 		CleanupAfterServing: 10 * time.Second,

@@ -225,12 +225,12 @@ func logURISchemes() string {
 	return "fifo,binary,binary-v2,file"
 }
 
-// exportRecovery puts the readiness summary of the last recovery in the
-// plugin's exports (ctr plugins ls -d): recovery.ready (time the daemon
-// was held), recovery.boot_id, recovery.rebooted, recovery.report (the
-// report's path), recovery.entries and recovery.<action> (entries by
-// action, every action listed). It is taken when the daemon becomes ready;
-// the report file has the outcomes of the background work.
+// exportRecovery puts what is known of the recovery when the plugin is
+// loaded in its exports (ctr plugins ls -d): recovery.ready (how long it
+// held daemon start), recovery.hold_start, recovery.boot_id,
+// recovery.rebooted, recovery.report (the report's path) and
+// recovery.entries (bundles found). Verdicts come later, while the daemon
+// serves: they are in the report and the metrics.
 func exportRecovery(ic *plugin.InitContext, rec *loader.Recovery) {
 	r := rec.Report()
 	if ic.Meta.Exports == nil {
@@ -238,11 +238,9 @@ func exportRecovery(ic *plugin.InitContext, rec *loader.Recovery) {
 	}
 	ex := ic.Meta.Exports
 	ex["recovery.ready"] = time.Duration(r.Ready).String()
+	ex["recovery.hold_start"] = fmt.Sprint(r.HeldStart)
 	ex["recovery.boot_id"] = r.BootID
 	ex["recovery.rebooted"] = fmt.Sprint(r.Rebooted)
 	ex["recovery.report"] = filepath.Join(r.StateDir, loader.ReportFile)
-	ex["recovery.entries"] = fmt.Sprint(len(r.Entries))
-	for k, v := range r.Totals {
-		ex["recovery."+k] = fmt.Sprint(v)
-	}
+	ex["recovery.entries"] = fmt.Sprint(r.Found)
 }

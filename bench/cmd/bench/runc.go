@@ -202,7 +202,7 @@ func (b *bench) measureRunc(c caseDef, pids map[string]uint32, name string, roun
 	}
 	if name == "ours" {
 		if rep, err := readReport(b.state); err == nil {
-			r.recoveryReady = rep.ReadyMS
+			r.recoveryReady, r.recoveryJudged = rep.ReadyMS, rep.JudgedMS
 		}
 	}
 	return r

@@ -461,7 +461,7 @@ func (b *bench) checkSynth(d *daemon, p *population, synthPID int, r *runResult)
 			r.fail("recovery report: %v", err)
 			return
 		}
-		r.recoveryReady = rep.ReadyMS
+		r.recoveryReady, r.recoveryJudged = rep.ReadyMS, rep.JudgedMS
 		n := map[string]int{}
 		for _, e := range p.manifest {
 			n[e.Mode]++
@@ -486,6 +486,7 @@ func (b *bench) checkSynth(d *daemon, p *population, synthPID int, r *runResult)
 // recoveryReport is the part of our recovery report the bench reads.
 type recoveryReport struct {
 	ReadyMS  float64        `json:"ready_ms"`
+	JudgedMS float64        `json:"judged_ms"`
 	Finished string         `json:"finished_at"`
 	Totals   map[string]int `json:"totals"`
 	Outcomes map[string]int `json:"outcomes"`

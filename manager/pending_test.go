@@ -1,0 +1,135 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+)
+
+func TestPendingWaits(t *testing.T) {
+	m := New(Config{})
+	a := namespaces.WithNamespace(context.Background(), "a")
+	b := namespaces.WithNamespace(context.Background(), "b")
+	// "a/x" must not match namespace "a/" prefixes of other names.
+	doneX := m.Pend("a", "x")
+	doneAB := m.Pend("ab", "y")
+	// The task runtime's and the sandbox controller's passes may both
+	// find an id: it awaits both verdicts.
+	again := m.Pend("a", "x")
+	if m.Pending() != 2 {
+		t.Fatalf("pending %d after pending a/x twice, want 2 ids", m.Pending())
+	}
+	again()
+	again()
+	if m.Pending() != 2 {
+		t.Fatalf("one of two Pends of a/x ended it")
+	}
+
+	short := func(ctx context.Context) (context.Context, context.CancelFunc) {
+		return context.WithTimeout(ctx, 50*time.Millisecond)
+	}
+
+	// Ids and namespaces that are not pending answer at once.
+	if _, err := m.Get(b, "x"); !errdefs.IsNotFound(err) {
+		t.Errorf("Get b/x: %v, want NotFound at once", err)
+	}
+	if _, err := m.Get(a, "other"); !errdefs.IsNotFound(err) {
+		t.Errorf("Get a/other: %v, want NotFound at once", err)
+	}
+	if _, err := m.tasks(b, false); err != nil {
+		t.Errorf("All in b: %v", err)
+	}
+
+	// A pending id, its namespace and every namespace wait.
+	for name, call := range map[string]func(context.Context) error{
+		"Get a/x":    func(ctx context.Context) error { _, err := m.Get(ctx, "x"); return err },
+		"All in a":   func(ctx context.Context) error { _, err := m.tasks(ctx, false); return err },
+		"All":        func(ctx context.Context) error { _, err := m.tasks(ctx, true); return err },
+		"waitHeld x": func(ctx context.Context) error { return m.waitHeldCtx(ctx, "x") },
+	} {
+		ctx, cancel := short(a)
+		err := call(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s while pending: %v, want it to wait until the deadline", name, err)
+		}
+	}
+	doneAB()
+	ctx, cancel := short(namespaces.WithNamespace(context.Background(), "ab"))
+	if _, err := m.tasks(ctx, false); err != nil {
+		t.Errorf("All in ab once judged: %v", err)
+	}
+	cancel()
+
+	// The verdict releases the waiters.
+	got := make(chan error, 1)
+	go func() { _, err := m.Get(a, "x"); got <- err }()
+	time.Sleep(20 * time.Millisecond)
+	doneX()
+	select {
+	case err := <-got:
+		if !errdefs.IsNotFound(err) {
+			t.Errorf("Get a/x after the verdict: %v, want NotFound (nothing registered)", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Get a/x still waiting after the verdict")
+	}
+	if m.Pending() != 0 {
+		t.Errorf("pending %d at the end", m.Pending())
+	}
+}
+
+func TestPendingTasksBeforeServing(t *testing.T) {
+	dir := t.TempDir()
+	addr := filepath.Join(dir, "containerd.sock")
+	m := New(Config{Address: "unix://" + addr})
+	done := m.Pend("a", "x")
+	ctx := namespaces.WithNamespace(context.Background(), "a")
+
+	// Not serving (nothing listens at the address): a plugin's init lists
+	// without waiting, and gets a stand-in for the pending id.
+	start := time.Now()
+	ts, err := m.tasks(ctx, true)
+	if err != nil || len(ts) != 1 || ts[0].ID() != "x" || ts[0].Namespace() != "a" {
+		t.Fatalf("tasks before serving: %v, %v; want the stand-in for a/x", ts, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("tasks before serving took %s", d)
+	}
+	got := make(chan error, 1)
+	go func() { _, err := ts[0].State(ctx); got <- err }()
+	select {
+	case err := <-got:
+		t.Fatalf("State of a pending task returned before the verdict: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	done()
+	// The verdict registered nothing: the shim was gone. The error is
+	// NotFound for the task service and ErrClosed for the cgroup
+	// collector, which is silent about it.
+	if err := <-got; !errdefs.IsNotFound(err) || !errors.Is(err, ttrpc.ErrClosed) {
+		t.Errorf("State once judged gone: %v, want NotFound and ttrpc.ErrClosed", err)
+	}
+
+	// Serving: a list waits for the verdicts.
+	l, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done = m.Pend("a", "y")
+	defer done()
+	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := m.tasks(sctx, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("tasks while serving with a/y pending: %v, want it to wait", err)
+	}
+}
