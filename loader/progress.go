@@ -95,16 +95,22 @@ func (p *progress) fields() log.Fields {
 	defer p.mu.Unlock()
 	f := log.Fields{"elapsed": time.Since(p.start).Round(time.Millisecond).String(), "probed": p.probed}
 	if p.total < 0 {
-		f["phase"] = "scan"
+		f["phase"] = "list"
 		return f
 	}
-	f["phase"] = "act"
-	done := 0
+	done, decided := 0, 0
 	for _, a := range Actions {
 		if n := p.decided[a]; n > 0 {
 			f[a.String()] = fmt.Sprintf("%d/%d", p.finished[a], n)
 			done += p.finished[a]
+			decided += n
 		}
+	}
+	// judge: shims are still being probed and decided (calls naming them
+	// wait); cleanup: every one has its verdict, removals are under way.
+	f["phase"] = "judge"
+	if decided >= p.total {
+		f["phase"] = "cleanup"
 	}
 	f["done"] = fmt.Sprintf("%d/%d", done, p.total)
 	return f

@@ -101,14 +101,15 @@ func TestProgressLogsWhileRunning(t *testing.T) {
 	defer p.stop()
 
 	p.Probed("/state", LivenessAlive, time.Millisecond)
-	waitFor(t, &buf, "recovery progress", "phase=scan", "probed=1", "state=/state")
+	waitFor(t, &buf, "recovery progress", "phase=list", "probed=1", "state=/state")
 
 	p.setTotal(3)
 	p.Decided("/state", ActionAdopt)
 	p.Finished("/state", ActionAdopt, OutcomeDone)
+	waitFor(t, &buf, "recovery progress", "phase=judge", "done=1/3", "adopt=1/1")
 	p.Decided("/state", ActionCleanupDead)
 	p.Decided("/state", ActionCleanupDead)
-	waitFor(t, &buf, "recovery progress", "phase=act", "done=1/3", "adopt=1/1", "cleanup-dead=0/2")
+	waitFor(t, &buf, "recovery progress", "phase=cleanup", "done=1/3", "adopt=1/1", "cleanup-dead=0/2")
 	if strings.Contains(buf.String(), "keep=") {
 		t.Errorf("an action nothing was decided for is logged:\n%s", buf.String())
 	}

@@ -182,27 +182,35 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 		}
 	}()
 	opts, m, obsv := r.opts, r.m, r.opts.Observer
-	observeAll(ctx, m, so, entries)
-
-	var destructive []*scanned
-	var reports []*Entry
-	holds := map[*scanned]func(){}
-	for i, s := range entries {
+	// Each entry is decided and acted on as soon as it is observed, in the
+	// worker that observed it, and stops pending then.
+	reports := make([]*Entry, len(entries))
+	destructiveAt := make([]bool, len(entries))
+	holdOf := make([]func(), len(entries))
+	observeAll(ctx, m, so, entries, func(i int, s *scanned) {
 		d := Decide(s.obs)
 		e := &Entry{Observation: s.obs, Action: d.Action, Reason: d.Reason, Notes: s.notes, Duration: Millis(s.scanDur)}
-		reports = append(reports, e)
+		reports[i] = e
 		obsv.Decided(opts.StateDir, d.Action)
 		r.actNow(ctx, s, e)
 		if d.Action.Destructive() {
 			// Held before it stops pending, so that a Create of the same
 			// id waits for the cleanup rather than meeting the old bundle.
-			holds[s] = m.Hold(s.obs.Namespace, s.obs.ID)
-			destructive = append(destructive, s)
+			holdOf[i] = m.Hold(s.obs.Namespace, s.obs.ID)
+			destructiveAt[i] = true
 			obsv.Queue(opts.StateDir, 1)
 		} else {
 			obsv.Finished(opts.StateDir, d.Action, e.Outcome)
 		}
 		pend[i]()
+	})
+	var destructive []*scanned
+	holds := map[*scanned]func(){}
+	for i, s := range entries {
+		if destructiveAt[i] {
+			destructive = append(destructive, s)
+			holds[s] = holdOf[i]
+		}
 	}
 
 	// Work dirs whose bundle is absent, decided now, removed in the

@@ -64,7 +64,7 @@ type scanOptions struct {
 // connects.
 func scan(ctx context.Context, env Env, o scanOptions) ([]*scanned, []string) {
 	entries, warnings := list(o)
-	observeAll(ctx, env, o, entries)
+	observeAll(ctx, env, o, entries, nil)
 	return entries, warnings
 }
 
@@ -102,12 +102,13 @@ func list(o scanOptions) ([]*scanned, []string) {
 	return entries, warnings
 }
 
-// observeAll observes the entries, o.concurrency at a time.
-func observeAll(ctx context.Context, env Env, o scanOptions, entries []*scanned) {
+// observeAll observes the entries, o.concurrency at a time. then, if set,
+// is called in the same goroutine right after each entry is observed.
+func observeAll(ctx context.Context, env Env, o scanOptions, entries []*scanned, then func(i int, s *scanned)) {
 	limit := max(o.concurrency, 1)
 	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
-	for _, s := range entries {
+	for i, s := range entries {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -115,6 +116,9 @@ func observeAll(ctx context.Context, env Env, o scanOptions, entries []*scanned)
 			start := time.Now()
 			observe(namespaces.WithNamespace(ctx, s.obs.Namespace), env, o, s)
 			s.scanDur = time.Since(start)
+			if then != nil {
+				then(i, s)
+			}
 		}()
 	}
 	wg.Wait()
