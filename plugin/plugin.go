@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -180,6 +181,13 @@ func initTaskRuntime(ic *plugin.InitContext) (any, error) {
 	opts.Observer = metrics.Default()
 	rec := loader.Run(ic.Context, m, opts)
 	exportRecovery(ic, rec)
+	// A pass over thousands of shims leaves a burst of garbage (scan
+	// buffers, probe clients of shims not kept); hand it back to the OS
+	// once the pass is done rather than carrying it as RSS.
+	go func() {
+		rec.Wait()
+		debug.FreeOSMemory()
+	}()
 
 	wp, err := ic.GetSingle(plugins.WarningPlugin)
 	if err != nil {
