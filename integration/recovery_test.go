@@ -629,7 +629,7 @@ func TestRecoveryHungShim(t *testing.T) {
 
 func testRecoveryHungShim(t *testing.T, holdStart bool) {
 	const (
-		probeTimeout = 3 * time.Second
+		probeTimeout = 5 * time.Second
 		retryMax     = time.Second
 		slack        = 3 * time.Second // daemon start (plugins, metadata) and ctr, on a loaded 2-core machine
 	)
@@ -678,6 +678,17 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 		t.Errorf("daemon answered only after the hung shim was judged (%s after exec): it should serve while the shim is probed\n%s", ready, d.logTail(30))
 	}
 
+	// While the hung shim is judged, the daemon already creates and
+	// starts new containers.
+	if !holdStart {
+		if r := d.runDetached(ns, "fresh", "/bin/sleep", "3600"); r.ExitCode != 0 {
+			t.Fatalf("ctr run while the hung shim is judged\n%s\n%s", r, d.logTail(30))
+		}
+		if recLogHasLine(d, offset, `msg="recovery judged"`, "state="+filepath.Join(d.State, taskPluginDir)) {
+			t.Errorf("ctr run of a new container returned only after the hung shim was judged (%s after exec)", time.Since(since))
+		}
+	}
+
 	// A task list waits for the verdict on every shim of the namespace:
 	// it answers once the hung shim's probe has timed out.
 	listStart := time.Now()
@@ -717,6 +728,9 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 	}
 	if got := tasks["hung"]; got.Status != "UNKNOWN" {
 		t.Errorf("hung after restart: %+v (listed: %v), want status UNKNOWN", got, tasks)
+	}
+	if got := tasks["fresh"]; !holdStart && (got.Status != "RUNNING" || !pidAlive(got.PID)) {
+		t.Errorf("fresh, created while judging: %+v, want RUNNING", got)
 	}
 	r := d.execIn(ns, "hung", "e1", "/bin/true")
 	if r.ExitCode == 0 || !strings.Contains(r.ctrError(), "has not answered since") {
@@ -769,7 +783,11 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 	if r := d.execIn(ns, "hung", "e2", "/bin/echo", "back"); r.ExitCode != 0 || r.Stdout != "back\n" {
 		t.Fatalf("exec in hung after it was adopted\n%s", r)
 	}
-	for _, id := range []string{"ok", "hung"} {
+	ids := []string{"ok", "hung"}
+	if !holdStart {
+		ids = append(ids, "fresh")
+	}
+	for _, id := range ids {
 		d.removeContainer(ns, id)
 	}
 	assertNoLeaks(t, d)

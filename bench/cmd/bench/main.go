@@ -60,6 +60,9 @@ type options struct {
 	concurrency      int
 	ours, stock      string
 	pprof            bool
+	// holdStart runs ours with recovery_hold_start = true: it serves only
+	// once every shim is judged, as stock does.
+	holdStart bool
 }
 
 func main() {
@@ -73,6 +76,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir (logs, pristine copies)")
 	flag.StringVar(&o.ours, "ours", "", "our daemon binary (default <bin>/containerd), e.g. an unstripped build to profile")
 	flag.StringVar(&o.stock, "stock", "", "stock daemon binary (default <bin>/containerd-stock)")
+	flag.BoolVar(&o.holdStart, "hold-start", false, "run our daemon with recovery_hold_start = true (serve only once every shim is judged, as stock does)")
 	flag.BoolVar(&o.pprof, "pprof", false, "after each run, save the daemon's heap profile and goroutines (debug socket) next to its log; use with -keep")
 	flag.IntVar(&o.concurrency, "populate-concurrency", 8, "containers created at once when populating")
 	flag.Parse()
