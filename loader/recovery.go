@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"time"
@@ -23,7 +24,8 @@ const BootIDFile = "shimkeeper-boot-id"
 type Options struct {
 	// StateDir and RootDir are the plugin's dirs.
 	StateDir, RootDir string
-	// Concurrency bounds the bundles scanned and acted on at once.
+	// Concurrency bounds the bundles scanned and judged at once; background
+	// removals also stay within GOMAXPROCS.
 	Concurrency int
 	// Deadline bounds the readiness path: scanning, probing and
 	// registering. Shims not judged by then are kept and re-probed.
@@ -323,7 +325,10 @@ func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds
 		}
 		cancel()
 	}
-	sem := make(chan struct{}, max(r.opts.Concurrency, 1))
+	// Removals yield to the daemon's foreground work: each may spawn a
+	// `shim delete`, and a CPU's worth of them at a time keeps the rest
+	// of the daemon responsive (the ids stay held meanwhile).
+	sem := make(chan struct{}, max(min(r.opts.Concurrency, goruntime.GOMAXPROCS(0)), 1))
 	var wg sync.WaitGroup
 	var exits []func()
 	var mu sync.Mutex

@@ -74,8 +74,9 @@ type TaskConfig struct {
 	// ["linux/amd64"].
 	Platforms []string `toml:"platforms"`
 
-	// RecoveryConcurrency is how many bundles recovery scans, probes and
-	// cleans up at once, across all namespaces. Default: 64.
+	// RecoveryConcurrency is how many bundles recovery scans and probes at
+	// once, across all namespaces. Background removals run at most this
+	// many, and at most GOMAXPROCS, at once. Default: 64.
 	RecoveryConcurrency int `toml:"recovery_concurrency"`
 	// RecoveryDeadline bounds judging the shims found (probe, decide,
 	// register). Shims not judged by then are kept, listed with an
