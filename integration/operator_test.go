@@ -244,6 +244,16 @@ func TestRecoveryObservability(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitTask(ns, "hung", "RUNNING")
+	// Both tasks have cgroup metrics: the live one, which the task service
+	// may have listed before it was judged, and the hung one, adopted by a
+	// re-probe long after (stock never loads it). Recovery hands both to
+	// the task monitor.
+	raw := opScrapeRaw(t, metricsAddr)
+	for _, id := range []string{"live", "hung"} {
+		if !opHasSeries(raw, "container_", `container_id="`+id+`"`, `namespace="`+ns+`"`) {
+			t.Errorf("no container_* cgroup metrics for recovered task %s", id)
+		}
+	}
 	for _, id := range []string{"live", "hung"} {
 		d.removeContainer(ns, id)
 	}
@@ -575,6 +585,40 @@ func opDiffTrees(before, after map[string]string) []string {
 
 // opMetrics is a scrape: series "name{k="v",...}" (labels sorted) to value.
 type opMetrics map[string]float64
+
+// opScrapeRaw returns the text of /v1/metrics.
+func opScrapeRaw(t *testing.T, addr string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + addr + "/v1/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/metrics: %s, %v", resp.Status, err)
+	}
+	return string(body)
+}
+
+// opHasSeries reports whether a sample line starts with prefix and holds
+// every label.
+func opHasSeries(text, prefix string, labels ...string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			all = all && strings.Contains(line, l)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
 
 func opScrape(t *testing.T, addr string) opMetrics {
 	t.Helper()

@@ -276,6 +276,7 @@ func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
 		}
 		keepConn = true
 		e.Outcome = OutcomeDone
+		r.m.Monitor(ctx, sh)
 		if s.migrate || s.probe.Downgraded {
 			// Record what the shim speaks so the next start need not
 			// rediscover it.
@@ -480,6 +481,7 @@ func (r *Recovery) reprobe(ctx context.Context, s *scanned, ph *manager.Shim, e 
 				break
 			}
 			if r.m.Replace(ctx, ph, res.Shim) {
+				r.m.Monitor(ctx, res.Shim)
 				r.rep.update(func(*Report) {
 					e.Liveness, e.Action, e.Reason, e.Outcome = LivenessAlive, ActionAdopt, "unresponsive shim answered", OutcomeDone
 				})

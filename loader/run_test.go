@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/containerd/containerd/v2/core/events"
+	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/manager"
@@ -330,6 +331,8 @@ func TestRunEndToEnd(t *testing.T) {
 	if err := os.WriteFile(bootID, []byte("boot-1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	mon := &fakeMonitor{}
+	m.SetTaskMonitor(mon)
 	rec := Run(context.Background(), m, Options{
 		StateDir: f.state, RootDir: f.root, Concurrency: 2,
 		Deadline: 20 * time.Second, ProbeTimeout: 300 * time.Millisecond,
@@ -369,6 +372,11 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	if n := m.Pending(); n != 0 {
 		t.Errorf("%d ids still pending once judged", n)
+	}
+	// The adopted task, and only it, went to the task monitor (cgroup
+	// metrics), which the task service may have listed tasks for before.
+	if got := mon.ids(); len(got) != 1 || got[0] != "default/adopt" {
+		t.Errorf("task monitor got %v, want [default/adopt]", got)
 	}
 
 	// Judged: live shims registered, the hung one behind a placeholder,
@@ -589,6 +597,8 @@ func TestRunReprobeAdopts(t *testing.T) {
 	})
 	fake, wake := startWakingShim(t, filepath.Join(sock, "slow"), "slow", &task.StateResponse{ID: "slow", Status: tasktypes.Status_RUNNING})
 
+	mon := &fakeMonitor{}
+	m.SetTaskMonitor(mon)
 	rec := Run(context.Background(), m, Options{
 		StateDir: f.state, RootDir: f.root, Concurrency: 1,
 		Deadline: 20 * time.Second, ProbeTimeout: 200 * time.Millisecond,
@@ -642,7 +652,31 @@ func TestRunReprobeAdopts(t *testing.T) {
 	if sh, err := m.Get(nsctx, "slow"); err != nil || sh.Unresponsive() || !sh.Armed() {
 		t.Errorf("slow: registered %v (err %v)", sh, err)
 	}
+	if got := mon.ids(); len(got) != 1 || got[0] != "default/slow" {
+		t.Errorf("task monitor got %v, want [default/slow] once adopted", got)
+	}
 	if !exists(filepath.Join(f.state, "default", "slow", "bootstrap.json")) {
 		t.Error("slow: bundle touched")
 	}
+}
+
+// fakeMonitor records the tasks handed to the task monitor.
+type fakeMonitor struct {
+	mu        sync.Mutex
+	monitored []string
+}
+
+func (f *fakeMonitor) Monitor(t runtime.Task, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.monitored = append(f.monitored, t.Namespace()+"/"+t.ID())
+	return nil
+}
+
+func (f *fakeMonitor) Stop(runtime.Task) error { return nil }
+
+func (f *fakeMonitor) ids() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.monitored...)
 }

@@ -62,6 +62,7 @@ type Manager struct {
 	pending  pending
 	// servingSeen: containerd's grpc address has accepted a connection.
 	servingSeen atomic.Bool
+	monitor     atomic.Pointer[runtime.TaskMonitor]
 }
 
 // New returns a Manager. It starts nothing.

@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/containerd/v2/core/events/exchange"
 	"github.com/containerd/containerd/v2/core/metadata"
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/deprecation"
 	"github.com/containerd/containerd/v2/pkg/timeout"
 	"github.com/containerd/containerd/v2/plugins"
@@ -51,9 +52,11 @@ func init() {
 		ConfigMigration: migrateConfig,
 	})
 	registry.Register(&plugin.Registration{
-		Type:     plugins.RuntimePluginV2,
-		ID:       "task",
-		Requires: []plugin.Type{plugins.ShimPlugin, plugins.MountManagerPlugin, plugins.WarningPlugin},
+		Type: plugins.RuntimePluginV2,
+		ID:   "task",
+		// TaskMonitorPlugin (not in stock's list) only orders init: the
+		// monitor must exist before recovery hands it the tasks it adopts.
+		Requires: []plugin.Type{plugins.ShimPlugin, plugins.MountManagerPlugin, plugins.WarningPlugin, plugins.TaskMonitorPlugin},
 		Config:   defaultTaskConfig(),
 		InitFn:   fatalOnError(initTaskRuntime),
 	})
@@ -176,6 +179,16 @@ func initTaskRuntime(ic *plugin.InitContext) (any, error) {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return nil, err
 		}
+	}
+	// The task service hands the task monitor (cgroup metrics) the tasks
+	// it finds at its init, which may come before recovery has judged
+	// them: recovery hands over the ones it adopts.
+	if tm, err := ic.GetSingle(plugins.TaskMonitorPlugin); err == nil {
+		if tm, ok := tm.(runtime.TaskMonitor); ok {
+			m.SetTaskMonitor(tm)
+		}
+	} else if !errors.Is(err, plugin.ErrPluginNotFound) {
+		log.G(ic.Context).WithError(err).Warn("no task monitor: tasks recovered after the task service started get no cgroup metrics")
 	}
 	opts := cfg.recoveryOptions(state, root)
 	opts.Observer = metrics.Default()

@@ -1,0 +1,89 @@
+package manager
+
+import (
+	"context"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/containerd/containerd/v2/core/runtime"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+)
+
+// serving reports whether containerd's grpc address accepts connections:
+// once it does, a list comes from a client and waits for the verdicts;
+// before, it comes from a plugin's init. A Manager without an address
+// (tests) counts as serving.
+func (m *Manager) serving() bool {
+	if m.cfg.Address == "" || m.servingSeen.Load() {
+		return true
+	}
+	c, err := net.DialTimeout("unix", strings.TrimPrefix(m.cfg.Address, "unix://"), 100*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	m.servingSeen.Store(true)
+	return true
+}
+
+// tasks lists the registered tasks. Once the daemon serves, it waits until
+// recovery has judged every shim it lists from. Before, it does not wait:
+// the one such caller, the task service's init handing tasks to the task
+// monitor, gets the tasks judged so far, and recovery hands each task it
+// adopts to the monitor itself (see SetTaskMonitor).
+func (m *Manager) tasks(ctx context.Context, all bool) ([]runtime.Task, error) {
+	if m.serving() {
+		ns := ""
+		if !all {
+			var err error
+			if ns, err = namespaces.NamespaceRequired(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if err := m.waitPending(ctx, ns, ""); err != nil {
+			return nil, err
+		}
+	}
+	shims, err := m.shims.GetAll(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]runtime.Task, 0, len(shims))
+	for _, s := range shims {
+		t, err := newTask(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// SetTaskMonitor gives the manager the daemon's task monitor (cgroup
+// metrics). The task service hands it the tasks it finds at its init;
+// shims recovery adopts later are handed to it by Monitor.
+func (m *Manager) SetTaskMonitor(tm runtime.TaskMonitor) {
+	if tm != nil {
+		m.monitor.Store(&tm)
+	}
+}
+
+// Monitor hands the task of an adopted shim to the task monitor, if any.
+// Monitoring is idempotent per task id: a task the task service has
+// already handed over stays as it is.
+func (m *Manager) Monitor(ctx context.Context, s *Shim) {
+	tm := m.monitor.Load()
+	if tm == nil {
+		return
+	}
+	t, err := newTask(s)
+	if err == nil {
+		err = (*tm).Monitor(t, nil)
+	}
+	if err != nil {
+		log.G(ctx).WithError(err).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()}).Warn("failed to monitor adopted task")
+	}
+}
