@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -605,37 +604,13 @@ func opScrapeRaw(t *testing.T, addr string) string {
 // opHasSeries reports whether a sample line starts with prefix and holds
 // every label.
 func opHasSeries(text, prefix string, labels ...string) bool {
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		all := true
-		for _, l := range labels {
-			all = all && strings.Contains(line, l)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
+	return hasLineWith(text, func(line string) bool { return strings.HasPrefix(line, prefix) }, labels...)
 }
 
 func opScrape(t *testing.T, addr string) opMetrics {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get("http://" + addr + "/v1/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/metrics: %s", resp.Status)
-	}
 	m := opMetrics{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range strings.Split(opScrapeRaw(t, addr), "\n") {
 		if line == "" || strings.HasPrefix(line, "#") || !strings.HasPrefix(line, "shimkeeper_") {
 			continue
 		}
@@ -653,9 +628,6 @@ func opScrape(t *testing.T, addr string) opMetrics {
 		}
 		sort.Strings(kv)
 		m[name+"{"+strings.Join(kv, ",")+"}"] = v
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if len(m) == 0 {
 		t.Fatal("no shimkeeper_ metrics served")

@@ -63,16 +63,7 @@ func recRecoveryConfig(lines ...string) string {
 // offset on, holds every one of parts.
 func recLogHasLine(d *Daemon, offset int, parts ...string) bool {
 	log := readFileString(d.LogPath)
-	for _, line := range strings.Split(log[min(offset, len(log)):], "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
+	return hasLineWith(log[min(offset, len(log)):], nil, parts...)
 }
 
 // recReadReport reads the task plugin's recovery report.

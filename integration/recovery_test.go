@@ -930,3 +930,21 @@ func readFileString(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
 }
+
+// hasLineWith reports whether a line of text that keep accepts (every line
+// when keep is nil) holds every one of parts.
+func hasLineWith(text string, keep func(string) bool, parts ...string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		if keep != nil && !keep(line) {
+			continue
+		}
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}

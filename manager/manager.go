@@ -58,8 +58,8 @@ type Manager struct {
 	cfg      Config
 	shims    *runtime.NSMap[*Shim]
 	runtimes *runtimeResolver
-	holds    holds
-	pending  pending
+	holds    gates
+	pending  gates
 	// servingSeen: containerd's grpc address has accepted a connection.
 	servingSeen atomic.Bool
 	monitor     atomic.Pointer[runtime.TaskMonitor]

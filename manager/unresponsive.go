@@ -3,14 +3,11 @@ package manager
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	task "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
-
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
 // NewUnresponsive returns a placeholder for a shim that recovery could not
@@ -91,73 +88,4 @@ func (u unresponsiveClient) Connect(context.Context, *task.ConnectRequest) (*tas
 }
 func (u unresponsiveClient) Shutdown(context.Context, *task.ShutdownRequest) (*emptypb.Empty, error) {
 	return nil, u.err(errdefs.ErrUnavailable)
-}
-
-// holds lets background recovery work own an id: a Create of the same id
-// waits until the work on the old bundle is done instead of failing on it.
-// Holds of one id nest: the id is free when the last is released.
-type holds struct {
-	mu sync.Mutex
-	m  map[string]*hold
-}
-
-type hold struct {
-	n  int
-	ch chan struct{}
-}
-
-func holdKey(ns, id string) string { return ns + "/" + id }
-
-// Hold marks ns/id as being cleaned up; release ends this hold.
-func (m *Manager) Hold(ns, id string) (release func()) {
-	m.holds.mu.Lock()
-	defer m.holds.mu.Unlock()
-	if m.holds.m == nil {
-		m.holds.m = map[string]*hold{}
-	}
-	k := holdKey(ns, id)
-	h, ok := m.holds.m[k]
-	if !ok {
-		h = &hold{ch: make(chan struct{})}
-		m.holds.m[k] = h
-	}
-	h.n++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			m.holds.mu.Lock()
-			defer m.holds.mu.Unlock()
-			if h.n--; h.n == 0 {
-				delete(m.holds.m, k)
-				close(h.ch)
-			}
-		})
-	}
-}
-
-// WaitHeld waits until no cleanup holds ns/id, or ctx ends.
-func (m *Manager) WaitHeld(ctx context.Context, ns, id string) error {
-	m.holds.mu.Lock()
-	h, ok := m.holds.m[holdKey(ns, id)]
-	m.holds.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	select {
-	case <-h.ch:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for recovery to clean up the old bundle of %s: %w", id, ctx.Err())
-	}
-}
-
-func (m *Manager) waitHeldCtx(ctx context.Context, id string) error {
-	ns, err := namespaces.NamespaceRequired(ctx)
-	if err != nil {
-		return err
-	}
-	if err := m.waitPending(ctx, ns, id); err != nil {
-		return err
-	}
-	return m.WaitHeld(ctx, ns, id)
 }
