@@ -27,8 +27,8 @@ type Options struct {
 	// Concurrency bounds the bundles scanned and judged at once; background
 	// removals also stay within GOMAXPROCS.
 	Concurrency int
-	// Deadline bounds the readiness path: scanning, probing and
-	// registering. Shims not judged by then are kept and re-probed.
+	// Deadline bounds judging: scanning, probing and registering. Shims
+	// not judged by then are kept and re-probed.
 	Deadline time.Duration
 	// ProbeTimeout bounds one shim's probe.
 	ProbeTimeout time.Duration
@@ -178,11 +178,6 @@ func (r *Recovery) ready(ctx context.Context, start time.Time, found int) {
 // decisions and ends each entry's pending state, then goes on with the
 // background work.
 func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned, warnings []string, pend []func(), bootID string) {
-	defer func() {
-		for _, done := range pend {
-			done() // no-op for those already judged; here for a panic's sake
-		}
-	}()
 	opts, m, obsv := r.opts, r.m, r.opts.Observer
 	// Each entry is decided and acted on as soon as it is observed, in the
 	// worker that observed it, and stops pending then.
