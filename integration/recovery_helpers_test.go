@@ -117,33 +117,12 @@ func recCheckEntries(rep *loader.Report, want map[string]recWant, exact bool) st
 	return strings.Join(msgs, "\n")
 }
 
-// recWaitReport polls the report until it is from a pass started after
-// since, its background work has finished, and check (if not nil) passes;
-// it fails the test otherwise.
+// recWaitReport polls the task plugin's report until it is from a pass
+// started after since, its background work has finished, and check (if
+// not nil) passes; it fails the test otherwise.
 func recWaitReport(t testing.TB, d *Daemon, since time.Time, check func(*loader.Report) string) *loader.Report {
 	t.Helper()
-	var rep *loader.Report
-	msg := eventually(recReportTimeout, func() string {
-		var err error
-		if rep, err = recReadReport(d); err != nil {
-			return err.Error()
-		}
-		if rep.StartedAt.Before(since) {
-			return fmt.Sprintf("report from a pass started at %s, before the restart at %s", rep.StartedAt, since)
-		}
-		if rep.Finished.IsZero() {
-			return "the pass's background work has not finished"
-		}
-		if check != nil {
-			return check(rep)
-		}
-		return ""
-	})
-	if msg != "" {
-		data, _ := os.ReadFile(filepath.Join(d.State, taskPluginDir, loader.ReportFile))
-		t.Fatalf("recovery report: %s\nreport:\n%s\n%s", msg, data, d.logTail(40))
-	}
-	return rep
+	return waitReportIn(t, d, taskPluginDir, since, check)
 }
 
 // recAssertReport waits for the report of the pass started after since and
