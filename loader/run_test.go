@@ -2,13 +2,11 @@ package loader
 
 import (
 	"context"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,74 +21,18 @@ import (
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
-
-// unimplementedTask answers every task API call with NotImplemented.
-type unimplementedTask struct{}
-
-var errUnimplemented = errgrpc.ToGRPC(errdefs.ErrNotImplemented)
-
-func (unimplementedTask) State(context.Context, *task.StateRequest) (*task.StateResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Create(context.Context, *task.CreateTaskRequest) (*task.CreateTaskResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Start(context.Context, *task.StartRequest) (*task.StartResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Delete(context.Context, *task.DeleteRequest) (*task.DeleteResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Pids(context.Context, *task.PidsRequest) (*task.PidsResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Pause(context.Context, *task.PauseRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Resume(context.Context, *task.ResumeRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Checkpoint(context.Context, *task.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Kill(context.Context, *task.KillRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Exec(context.Context, *task.ExecProcessRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) ResizePty(context.Context, *task.ResizePtyRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) CloseIO(context.Context, *task.CloseIORequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Update(context.Context, *task.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Wait(context.Context, *task.WaitRequest) (*task.WaitResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Stats(context.Context, *task.StatsRequest) (*task.StatsResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Connect(context.Context, *task.ConnectRequest) (*task.ConnectResponse, error) {
-	return nil, errUnimplemented
-}
-func (unimplementedTask) Shutdown(context.Context, *task.ShutdownRequest) (*emptypb.Empty, error) {
-	return nil, errUnimplemented
-}
 
 // fakeShim serves task API v3 over ttrpc on a unix socket, in process. It
 // knows one task (or none), records the calls it gets, and stops serving
 // on Shutdown, as a shim exits.
 type fakeShim struct {
-	unimplementedTask
+	testshim.Unimplemented
 	id    string
 	state *task.StateResponse // nil: no such task
-	srv   *ttrpc.Server
+	srv   *testshim.Server
 	calls records
 }
 
@@ -98,18 +40,8 @@ var _ task.TTRPCTaskService = (*fakeShim)(nil)
 
 func startFakeShim(t *testing.T, socket, id string, state *task.StateResponse) *fakeShim {
 	t.Helper()
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &fakeShim{id: id, state: state, srv: srv}
-	task.RegisterTTRPCTaskService(srv, s)
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() { srv.Close() })
+	s := &fakeShim{id: id, state: state}
+	s.srv = testshim.ServeTask(t, socket, s)
 	return s
 }
 
@@ -136,61 +68,8 @@ func (s *fakeShim) Delete(_ context.Context, r *task.DeleteRequest) (*task.Delet
 
 func (s *fakeShim) Shutdown(_ context.Context, r *task.ShutdownRequest) (*emptypb.Empty, error) {
 	s.calls.add("Shutdown " + r.ID)
-	go s.srv.Shutdown(context.Background())
+	go s.srv.Shutdown()
 	return &emptypb.Empty{}, nil
-}
-
-// silentShim accepts connections and never answers: a hung shim. It
-// counts the connections its clients have not closed, for leak checks.
-type silentShim struct {
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	live  atomic.Int32
-}
-
-// open is the number of accepted connections still open on the client
-// side.
-func (s *silentShim) open() int { return int(s.live.Load()) }
-
-func startSilentShim(t *testing.T, socket string) *silentShim {
-	t.Helper()
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &silentShim{l: l}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.mu.Unlock()
-			s.live.Add(1)
-			go func() {
-				// Read until the client closes: a probe that gives up
-				// must close its connection.
-				_, _ = io.Copy(io.Discard, c)
-				s.live.Add(-1)
-			}()
-		}
-	}()
-	t.Cleanup(s.die)
-	return s
-}
-
-// die closes the listener, which unlinks the socket: the shim is gone.
-func (s *silentShim) die() {
-	s.l.Close()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.conns {
-		c.Close()
-	}
-	s.conns = nil
 }
 
 type published struct{ topic, id string }
@@ -224,17 +103,6 @@ func (p *fakePublisher) topics(id string) []string {
 	return out
 }
 
-// shortTempDir is a temp dir with a path short enough for unix sockets.
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "sk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 // writeShimScript writes a shim binary whose `delete` succeeds, prints an
 // empty DeleteResponse and logs its arguments.
 func writeShimScript(t *testing.T, dir string) (binary, logFile string) {
@@ -245,17 +113,6 @@ func writeShimScript(t *testing.T, dir string) (binary, logFile string) {
 		t.Fatal(err)
 	}
 	return binary, logFile
-}
-
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func exists(p string) bool {
@@ -270,7 +127,7 @@ func exists(p string) bool {
 // binary is missing (kept untouched), an empty bundle, and an orphan work
 // dir.
 func TestRunEndToEnd(t *testing.T) {
-	sock := shortTempDir(t)
+	sock := testshim.SocketDir(t)
 	f := newFixture(t)
 	binary, shimLog := writeShimScript(t, f.outside)
 	socketDir := filepath.Join(sock, "s")
@@ -319,7 +176,7 @@ func TestRunEndToEnd(t *testing.T) {
 	leak := startFakeShim(t, filepath.Join(socketDir, "leak"), "leak", nil)
 	bundle("dead", binary)
 	bundle("hung", binary)
-	hung := startSilentShim(t, filepath.Join(socketDir, "hung"))
+	hung := testshim.ServeSilent(t, filepath.Join(socketDir, "hung"))
 	bundle("nobin", "/nonexistent/containerd-shim-gone-v2")
 	f.make("default/empty", "dir")
 	if err := os.MkdirAll(filepath.Join(f.root, "default", "orphan", "sub"), 0o711); err != nil {
@@ -443,18 +300,15 @@ func TestRunEndToEnd(t *testing.T) {
 
 	// Every probe of the hung shim that gave up closed its connection: at
 	// most the one in flight is open, however many re-probes ran.
-	pollUntil(t, "re-probes of the hung shim to leave at most one connection open", func() bool {
-		hung.mu.Lock()
-		accepted := len(hung.conns)
-		hung.mu.Unlock()
-		return accepted >= 3 && hung.open() <= 1
+	testshim.Eventually(t, 10*time.Second, "re-probes of the hung shim to leave at most one connection open", func() bool {
+		return hung.Accepted() >= 3 && hung.Open() <= 1
 	})
 
 	// The hung shim dies: the re-probe finds it gone and cleans it up, and
 	// the report shows the facts that decision rests on.
-	hung.die()
+	hung.Die()
 	var e *Entry
-	pollUntil(t, "the hung shim's entry to be resolved", func() bool {
+	testshim.Eventually(t, 10*time.Second, "the hung shim's entry to be resolved", func() bool {
 		for _, x := range rec.Report().Entries {
 			if x.ID == "hung" && x.Outcome != OutcomeProbing {
 				e = x
@@ -475,7 +329,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if _, err := m.Get(nsctx, "hung"); err == nil {
 		t.Error("hung: placeholder still registered")
 	}
-	pollUntil(t, "hung's exit to be published", func() bool { return len(pub.topics("hung")) == 2 })
+	testshim.Eventually(t, 10*time.Second, "hung's exit to be published", func() bool { return len(pub.topics("hung")) == 2 })
 
 	data, err := os.ReadFile(shimLog)
 	if err != nil {
@@ -501,7 +355,7 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
-// connQueue is a net.Listener fed by hand: a silentShim that has started
+// connQueue is a net.Listener fed by hand: a hung shim that has started
 // answering hands its new connections to a ttrpc server through it.
 type connQueue struct {
 	ch     chan net.Conn
@@ -525,18 +379,10 @@ func (q *connQueue) Addr() net.Addr { return q.addr }
 // wake is called, and from then on serves the task API as fake.
 func startWakingShim(t *testing.T, socket, id string, state *task.StateResponse) (fake *fakeShim, wake func()) {
 	t.Helper()
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake = &fakeShim{id: id, state: state, srv: srv}
-	task.RegisterTTRPCTaskService(srv, fake)
+	l := testshim.Listen(t, socket)
 	q := &connQueue{ch: make(chan net.Conn), closed: make(chan struct{}), addr: l.Addr()}
-	go srv.Serve(context.Background(), q)
+	fake = &fakeShim{id: id, state: state}
+	fake.srv = testshim.Serve(t, q, func(s *ttrpc.Server) { task.RegisterTTRPCTaskService(s, fake) })
 	var mu sync.Mutex
 	awake := false
 	var held []net.Conn
@@ -562,7 +408,7 @@ func startWakingShim(t *testing.T, socket, id string, state *task.StateResponse)
 	}()
 	t.Cleanup(func() {
 		l.Close()
-		srv.Close()
+		fake.srv.Close()
 		q.Close()
 		mu.Lock()
 		defer mu.Unlock()
@@ -580,7 +426,7 @@ func startWakingShim(t *testing.T, socket, id string, state *task.StateResponse)
 // A shim kept as unresponsive is adopted by the re-probe once it answers,
 // even if the first attempt to put it in service fails.
 func TestRunReprobeAdopts(t *testing.T) {
-	sock := shortTempDir(t)
+	sock := testshim.SocketDir(t)
 	f := newFixture(t)
 	binary, _ := writeShimScript(t, f.outside)
 	env := newFakeEnv()
@@ -633,7 +479,7 @@ func TestRunReprobeAdopts(t *testing.T) {
 	// It answers, but cannot be put in service yet: it stays a
 	// placeholder, and is probed again.
 	wake()
-	pollUntil(t, "two probes that reached the shim", func() bool { return fake.calls.count("State slow") >= 2 })
+	testshim.Eventually(t, 10*time.Second, "two probes that reached the shim", func() bool { return fake.calls.count("State slow") >= 2 })
 	if e := entry(); e.Outcome != OutcomeProbing {
 		t.Fatalf("slow after a failed arm: %s/%s (%q)", e.Action, e.Outcome, e.Reason)
 	}
@@ -645,7 +491,7 @@ func TestRunReprobeAdopts(t *testing.T) {
 	if err := os.Remove(filepath.Join(f.state, "default", "slow", "log")); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, "slow to be adopted", func() bool { return entry().Outcome != OutcomeProbing })
+	testshim.Eventually(t, 10*time.Second, "slow to be adopted", func() bool { return entry().Outcome != OutcomeProbing })
 	if e := entry(); e.Action != ActionAdopt || e.Outcome != OutcomeDone || e.Liveness != LivenessAlive {
 		t.Errorf("slow: %s/%s liveness %s (%q)", e.Action, e.Outcome, e.Liveness, e.Reason)
 	}

@@ -3,7 +3,6 @@ package loader
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
 
@@ -36,17 +36,7 @@ func (s *v2OnlyShim) State(_ context.Context, r *taskv2.StateRequest) (*taskv2.S
 
 func startV2Shim(t *testing.T, socket, id string) {
 	t.Helper()
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	taskv2.RegisterTTRPCTaskService(srv, &v2OnlyShim{id: id})
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), l)
-	t.Cleanup(func() { srv.Close() })
+	testshim.Serve(t, testshim.Listen(t, socket), func(s *ttrpc.Server) { taskv2.RegisterTTRPCTaskService(s, &v2OnlyShim{id: id}) })
 }
 
 // Adopting a shim records what it really speaks in bootstrap.json: the
@@ -54,7 +44,7 @@ func startV2Shim(t *testing.T, socket, id string) {
 // found through a legacy address file, so the next start does not repeat
 // the failed probe or the migration.
 func TestRunWritesBackNegotiatedBootstrap(t *testing.T) {
-	sock := shortTempDir(t)
+	sock := testshim.SocketDir(t)
 	f := newFixture(t)
 	binary, _ := writeShimScript(t, f.outside)
 	socketDir := filepath.Join(sock, "s")

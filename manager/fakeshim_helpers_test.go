@@ -3,7 +3,6 @@ package manager
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +23,8 @@ import (
 	"github.com/containerd/containerd/v2/core/events"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // call is one request a fake shim received.
@@ -210,19 +211,17 @@ type fakeTaskV2 struct {
 
 var _ taskv2.TTRPCTaskService = (*fakeTaskV2)(nil)
 
-func notImpl() error { return errgrpc.ToGRPC(errdefs.ErrNotImplemented) }
-
 func (f *fakeTaskV2) State(ctx context.Context, r *taskv2.StateRequest) (*taskv2.StateResponse, error) {
 	f.record(ctx, "State", r)
 	return f.state, nil
 }
 func (f *fakeTaskV2) Create(ctx context.Context, r *taskv2.CreateTaskRequest) (*taskv2.CreateTaskResponse, error) {
 	f.record(ctx, "Create", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Start(ctx context.Context, r *taskv2.StartRequest) (*taskv2.StartResponse, error) {
 	f.record(ctx, "Start", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Delete(ctx context.Context, r *taskv2.DeleteRequest) (*taskv2.DeleteResponse, error) {
 	f.record(ctx, "Delete", r)
@@ -234,15 +233,15 @@ func (f *fakeTaskV2) Pids(ctx context.Context, r *taskv2.PidsRequest) (*taskv2.P
 }
 func (f *fakeTaskV2) Pause(ctx context.Context, r *taskv2.PauseRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "Pause", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Resume(ctx context.Context, r *taskv2.ResumeRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "Resume", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Checkpoint(ctx context.Context, r *taskv2.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "Checkpoint", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Kill(ctx context.Context, r *taskv2.KillRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "Kill", r)
@@ -250,27 +249,27 @@ func (f *fakeTaskV2) Kill(ctx context.Context, r *taskv2.KillRequest) (*emptypb.
 }
 func (f *fakeTaskV2) Exec(ctx context.Context, r *taskv2.ExecProcessRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "Exec", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) ResizePty(ctx context.Context, r *taskv2.ResizePtyRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "ResizePty", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) CloseIO(ctx context.Context, r *taskv2.CloseIORequest) (*emptypb.Empty, error) {
 	f.record(ctx, "CloseIO", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Update(ctx context.Context, r *taskv2.UpdateTaskRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "Update", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Wait(ctx context.Context, r *taskv2.WaitRequest) (*taskv2.WaitResponse, error) {
 	f.record(ctx, "Wait", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Stats(ctx context.Context, r *taskv2.StatsRequest) (*taskv2.StatsResponse, error) {
 	f.record(ctx, "Stats", r)
-	return nil, notImpl()
+	return nil, testshim.ErrNotImplemented
 }
 func (f *fakeTaskV2) Connect(ctx context.Context, r *taskv2.ConnectRequest) (*taskv2.ConnectResponse, error) {
 	f.record(ctx, "Connect", r)
@@ -279,18 +278,6 @@ func (f *fakeTaskV2) Connect(ctx context.Context, r *taskv2.ConnectRequest) (*ta
 func (f *fakeTaskV2) Shutdown(ctx context.Context, r *taskv2.ShutdownRequest) (*emptypb.Empty, error) {
 	f.record(ctx, "Shutdown", r)
 	return &emptypb.Empty{}, nil
-}
-
-// socketDir is a short dir for sockets: sun_path holds 107 bytes, and
-// t.TempDir() paths can be longer than that.
-func socketDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("/tmp", "sk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
 }
 
 // trackedConn reports when the peer (our client) hangs up.
@@ -343,15 +330,9 @@ func (l *trackingListener) cut() {
 
 // fakeServer is a ttrpc server on a unix socket (or an abstract one).
 type fakeServer struct {
+	*testshim.Server
 	addr string // as a shim advertises it
 	l    *trackingListener
-	srv  *ttrpc.Server
-	done chan struct{}
-}
-
-func (s *fakeServer) close() {
-	s.srv.Close()
-	<-s.done
 }
 
 // serveTTRPC serves register's services on a new socket. abstract selects
@@ -361,34 +342,18 @@ func serveTTRPC(t *testing.T, abstract bool, register func(*ttrpc.Server)) *fake
 	var (
 		l    net.Listener
 		addr string
-		err  error
 	)
 	if abstract {
 		name := "/shimkeeper-test/" + strings.ReplaceAll(t.Name(), "/", "_") + "/" + time.Now().Format("150405.000000000")
-		l, err = net.Listen("unix", "\x00"+name)
+		l = testshim.Listen(t, "\x00"+name)
 		addr = name
 	} else {
-		p := filepath.Join(socketDir(t), "s.sock")
-		l, err = net.Listen("unix", p)
+		p := filepath.Join(testshim.SocketDir(t), "s.sock")
+		l = testshim.Listen(t, p)
 		addr = "unix://" + p
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := ttrpc.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	register(srv)
-	fs := &fakeServer{addr: addr, l: &trackingListener{Listener: l}, srv: srv, done: make(chan struct{})}
-	go func() {
-		defer close(fs.done)
-		if err := srv.Serve(context.Background(), fs.l); err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
-			t.Logf("fake shim server: %v", err)
-		}
-	}()
-	t.Cleanup(fs.close)
-	return fs
+	tl := &trackingListener{Listener: l}
+	return &fakeServer{Server: testshim.Serve(t, tl, register), addr: addr, l: tl}
 }
 
 func serveV3(t *testing.T, f *fakeTask) *fakeServer {
@@ -402,54 +367,14 @@ func serveV2(t *testing.T, f *fakeTaskV2) *fakeServer {
 // hangServer accepts connections and never answers: a shim that is alive
 // but stuck. It reports when the client hangs up.
 type hangServer struct {
-	addr   string
-	l      net.Listener
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
-	hungUp chan struct{}
+	*testshim.Silent
+	addr string
 }
 
 func serveHang(t *testing.T) *hangServer {
 	t.Helper()
-	p := filepath.Join(socketDir(t), "s.sock")
-	l, err := net.Listen("unix", p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &hangServer{addr: "unix://" + p, l: l, hungUp: make(chan struct{}, 16)}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			h.mu.Lock()
-			h.conns = append(h.conns, c)
-			h.mu.Unlock()
-			h.wg.Add(1)
-			go func() {
-				defer h.wg.Done()
-				// Read (and ignore) requests until the client hangs up.
-				_, _ = io.Copy(io.Discard, c)
-				h.hungUp <- struct{}{}
-			}()
-		}
-	}()
-	t.Cleanup(h.close)
-	return h
-}
-
-func (h *hangServer) close() {
-	h.l.Close()
-	h.mu.Lock()
-	for _, c := range h.conns {
-		c.Close()
-	}
-	h.mu.Unlock()
-	h.wg.Wait()
+	p := filepath.Join(testshim.SocketDir(t), "s.sock")
+	return &hangServer{Silent: testshim.ServeSilent(t, p), addr: "unix://" + p}
 }
 
 // published is one event the manager published.
@@ -539,18 +464,6 @@ func (r *fakeRuntime) runs(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-}
-
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // reconnect reads the bundle's bootstrap.json (or legacy address file) and

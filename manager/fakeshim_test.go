@@ -28,6 +28,8 @@ import (
 
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 const fakeTaskID = "task-1"
@@ -270,7 +272,7 @@ func TestReconnectHungShim(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Abandon()
-		srv.close()
+		srv.Close()
 	}
 	baseline := settledGoroutines()
 
@@ -304,7 +306,7 @@ func TestReconnectHungShim(t *testing.T) {
 
 	// The client hung up its end: no connection is left open.
 	select {
-	case <-h.hungUp:
+	case <-h.HungUp():
 	case <-time.After(5 * time.Second):
 		t.Fatal("the client never closed its connection to the hung shim")
 	}
@@ -317,12 +319,12 @@ func TestReconnectHungShim(t *testing.T) {
 		t.Errorf("probe of a hung shim: liveness %v, shim %v, err %v", res.Liveness, res.Shim, res.Err)
 	}
 	select {
-	case <-h.hungUp:
+	case <-h.HungUp():
 	case <-time.After(5 * time.Second):
 		t.Fatal("the probe never closed its connection to the hung shim")
 	}
 
-	h.close()
+	h.Die()
 	deadline := time.Now().Add(5 * time.Second)
 	for goruntime.NumGoroutine() > baseline {
 		if time.Now().After(deadline) {
@@ -336,7 +338,7 @@ func TestReconnectDeadSocket(t *testing.T) {
 	r := newRig(t, 5*time.Second)
 
 	// A socket file that nobody listens on: a shim that died.
-	p := filepath.Join(socketDir(t), "s.sock")
+	p := filepath.Join(testshim.SocketDir(t), "s.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
@@ -727,7 +729,7 @@ func TestUnexpectedShimExit(t *testing.T) {
 
 	// The shim dies: its end of the connection goes away.
 	srv.l.cut()
-	eventually(t, "the shim to be unregistered", func() bool {
+	testshim.Eventually(t, 5*time.Second, "the shim to be unregistered", func() bool {
 		_, err := r.m.Get(nsCtx(), fakeTaskID)
 		return errdefs.IsNotFound(err)
 	})
