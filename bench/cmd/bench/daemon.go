@@ -296,6 +296,70 @@ type taskInfo struct {
 	Exit   uint32
 }
 
+// alternate runs measure once per daemon per round, ours first in odd
+// rounds and stock first in even ones, and records and prints each run.
+func (b *bench) alternate(res *caseResult, measure func(name string, round int) *runResult) {
+	for round := 1; round <= b.o.rounds; round++ {
+		order := daemons
+		if round%2 == 0 {
+			order = []string{daemons[1], daemons[0]}
+		}
+		for _, name := range order {
+			r := measure(name, round)
+			res.runs[name] = append(res.runs[name], r)
+			fmt.Println(r.line())
+			for _, f := range r.failures {
+				fmt.Printf("      FAIL: %s\n", f)
+			}
+		}
+	}
+}
+
+// timedRun starts daemon name and records in r when it answers, when a
+// list holds want tasks that match accepts, its CPU time then, and its
+// RSS once settled. listed, if set, runs right after the CPU reading;
+// after runs while the daemon still serves. The daemon is stopped before
+// timedRun returns. Failures go to r; after does not run if a step failed.
+func (b *bench) timedRun(r *runResult, name, logName string, want int, match func(*taskInfo) bool, listed func(), after func(d *daemon)) {
+	d, err := b.startDaemon(name, logName)
+	if err != nil {
+		r.fail("start: %v", err)
+		return
+	}
+	defer func() {
+		if err := b.stopDaemon(d); err != nil {
+			r.fail("%v", err)
+		}
+	}()
+	if r.ready, err = b.waitReady(d); err != nil {
+		r.fail("%v", err)
+		return
+	}
+	r.list, _, err = b.waitListed(d, func(ts []*taskInfo) bool {
+		n := 0
+		for _, t := range ts {
+			if match(t) {
+				n++
+			}
+		}
+		return n == want
+	})
+	if err != nil {
+		r.fail("%v", err)
+		return
+	}
+	r.cpu = cpuTime(d.pid())
+	if listed != nil {
+		listed()
+	}
+	time.Sleep(settle)
+	r.rssKiB = rssKiB(d.pid())
+	if b.o.pprof {
+		b.savePprof(d)
+	}
+	after(d)
+}
+
 // waitListed polls List until ok accepts it; it returns the time from exec
 // and the last list.
 func (b *bench) waitListed(d *daemon, ok func([]*taskInfo) bool) (time.Duration, []*taskInfo, error) {

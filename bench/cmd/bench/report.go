@@ -159,9 +159,25 @@ func (c *caseResult) series(daemon string, f func(*runResult) time.Duration) []t
 	return out
 }
 
-func (c *caseResult) rss(daemon string) []time.Duration {
-	// KiB carried in a Duration so that median/min apply.
-	return c.series(daemon, func(r *runResult) time.Duration { return time.Duration(r.rssKiB) })
+// daemonSeries are one daemon's figures over its valid runs of a case.
+type daemonSeries struct {
+	ready, list, cpu []time.Duration
+	// rss is in KiB, carried in a Duration so that median/min apply.
+	rss []time.Duration
+	// held and judged are ours only: the report's ready_ms and judged_ms.
+	held, judged []time.Duration
+}
+
+func (c *caseResult) seriesOf(daemon string) daemonSeries {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	return daemonSeries{
+		ready:  c.series(daemon, func(r *runResult) time.Duration { return r.ready }),
+		list:   c.series(daemon, func(r *runResult) time.Duration { return r.list }),
+		cpu:    c.series(daemon, func(r *runResult) time.Duration { return r.cpu }),
+		rss:    c.series(daemon, func(r *runResult) time.Duration { return time.Duration(r.rssKiB) }),
+		held:   c.series(daemon, func(r *runResult) time.Duration { return ms(r.recoveryReady) }),
+		judged: c.series(daemon, func(r *runResult) time.Duration { return ms(r.recoveryJudged) }),
+	}
 }
 
 func (c *caseResult) oursFailed() bool {
@@ -224,22 +240,18 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 			failed = true
 			continue
 		}
-		ready := func(r *runResult) time.Duration { return r.ready }
-		list := func(r *runResult) time.Duration { return r.list }
-		or, sr := c.series("ours", ready), c.series("stock", ready)
-		ol, sl := c.series("ours", list), c.series("stock", list)
-		om, sm := c.rss("ours"), c.rss("stock")
+		o, st := c.seriesOf("ours"), c.seriesOf("stock")
+		or, sr, ol, sl, om, sm := o.ready, st.ready, o.list, st.list, o.rss, st.rss
 		fmt.Fprintf(w, "  ready (Version answers)   ours %s / %s   stock %s / %s   ratio %s   %s\n",
 			secs(minOf(or)), secs(median(or)), secs(minOf(sr)), secs(median(sr)), ratio(median(or), median(sr)), verdict(ratio(median(or), median(sr)), c.def.target))
 		fmt.Fprintf(w, "  every live task listed    ours %s / %s   stock %s / %s   ratio %s\n",
 			secs(minOf(ol)), secs(median(ol)), secs(minOf(sl)), secs(median(sl)), ratio(median(ol), median(sl)))
-		oc, sc := c.series("ours", func(r *runResult) time.Duration { return r.cpu }), c.series("stock", func(r *runResult) time.Duration { return r.cpu })
+		oc, sc := o.cpu, st.cpu
 		fmt.Fprintf(w, "  daemon CPU until listed   ours %s / %s   stock %s / %s   ratio %s\n",
 			secs(minOf(oc)), secs(median(oc)), secs(minOf(sc)), secs(median(sc)), ratio(median(oc), median(sc)))
 		fmt.Fprintf(w, "  RSS after recovery (MiB)  ours %s / %s   stock %s / %s   ratio %s   %s\n",
 			mib(minOf(om)), mib(median(om)), mib(minOf(sm)), mib(median(sm)), ratio(median(om), median(sm)), verdict(ratio(median(om), median(sm)), c.def.rssTarget))
-		held := c.series("ours", func(r *runResult) time.Duration { return time.Duration(r.recoveryReady * float64(time.Millisecond)) })
-		judged := c.series("ours", func(r *runResult) time.Duration { return time.Duration(r.recoveryJudged * float64(time.Millisecond)) })
+		held, judged := o.held, o.judged
 		fmt.Fprintf(w, "  ours: recovery held start %s / %s (report's ready_ms); judged every shim %s / %s after the pass started (judged_ms)\n",
 			secs(minOf(held)), secs(median(held)), secs(minOf(judged)), secs(median(judged)))
 		if len(c.floor) > 0 {
@@ -289,11 +301,8 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 			fmt.Fprintf(w, "| %s | setup failed | | | | | | | | | |\n", c.def.name)
 			continue
 		}
-		ready := func(r *runResult) time.Duration { return r.ready }
-		list := func(r *runResult) time.Duration { return r.list }
-		or, sr := c.series("ours", ready), c.series("stock", ready)
-		ol, sl := c.series("ours", list), c.series("stock", list)
-		om, sm := c.rss("ours"), c.rss("stock")
+		o, st := c.seriesOf("ours"), c.seriesOf("stock")
+		or, sr, ol, sl, om, sm := o.ready, st.ready, o.list, st.list, o.rss, st.rss
 		rr := ratio(median(or), median(sr))
 		tgt := ""
 		if c.def.target > 0 {
@@ -312,9 +321,8 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 		if len(c.floor) == 0 {
 			continue
 		}
-		or := c.series("ours", func(r *runResult) time.Duration { return r.ready })
-		ol := c.series("ours", func(r *runResult) time.Duration { return r.list })
-		judged := c.series("ours", func(r *runResult) time.Duration { return time.Duration(r.recoveryJudged * float64(time.Millisecond)) })
+		o := c.seriesOf("ours")
+		or, ol, judged := o.ready, o.list, o.judged
 		f64 := median(c.floor[64])
 		floors = append(floors, fmt.Sprintf("| %s | %s / %s | %s / %s | %s / %s | %s | %s | %s | %s | %s |", c.def.name,
 			secs(minOf(c.floor[2])), secs(median(c.floor[2])), secs(minOf(c.floor[64])), secs(f64),

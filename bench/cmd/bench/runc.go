@@ -32,20 +32,7 @@ func (b *bench) runRuncCase(ctx context.Context, c caseDef) *caseResult {
 		return res
 	}
 	fmt.Printf("   created %d runc containers with stock containerd and ctr run -d in %s\n", len(pids), time.Since(t0).Round(100*time.Millisecond))
-	for round := 1; round <= b.o.rounds; round++ {
-		order := daemons
-		if round%2 == 0 {
-			order = []string{daemons[1], daemons[0]}
-		}
-		for _, name := range order {
-			r := b.measureRunc(c, pids, name, round)
-			res.runs[name] = append(res.runs[name], r)
-			fmt.Println(r.line())
-			for _, f := range r.failures {
-				fmt.Printf("      FAIL: %s\n", f)
-			}
-		}
-	}
+	b.alternate(res, func(name string, round int) *runResult { return b.measureRunc(c, pids, name, round) })
 	if c.floor {
 		res.floor = b.measureFloor(nil)
 	}
@@ -130,46 +117,22 @@ func (b *bench) createRunc(c caseDef) (map[string]uint32, error) {
 func (b *bench) measureRunc(c caseDef, pids map[string]uint32, name string, round int) *runResult {
 	r := &runResult{daemon: name, round: round}
 	_ = os.WriteFile(b.runcLog(), nil, 0o644)
-	d, err := b.startDaemon(name, fmt.Sprintf("%s-%s-%d", c.key, name, round))
-	if err != nil {
-		r.fail("start: %v", err)
-		return r
+	kept := func(t *taskInfo) bool {
+		p, ok := pids[t.ID]
+		return ok && t.Status == "RUNNING" && t.Pid == p
 	}
-	defer func() {
-		if err := b.stopDaemon(d); err != nil {
-			r.fail("%v", err)
-		}
-	}()
-	if r.ready, err = b.waitReady(d); err != nil {
-		r.fail("%v", err)
-		return r
-	}
-	r.list, _, err = b.waitListed(d, func(ts []*taskInfo) bool {
-		n := 0
-		for _, t := range ts {
-			if p, ok := pids[t.ID]; ok && t.Status == "RUNNING" && t.Pid == p {
-				n++
-			}
-		}
-		return n == len(pids)
-	})
-	if err != nil {
-		r.fail("%v", err)
-		return r
-	}
-	r.cpu = cpuTime(d.pid())
-	time.Sleep(settle)
-	r.rssKiB = rssKiB(d.pid())
-	if b.o.pprof {
-		b.savePprof(d)
-	}
+	b.timedRun(r, name, fmt.Sprintf("%s-%s-%d", c.key, name, round), len(pids), kept, nil, func(d *daemon) { b.checkRunc(d, pids, r) })
+	return r
+}
+
+// checkRunc checks the post-state: every container listed RUNNING with its
+// pid, its process alive, its bundle kept.
+func (b *bench) checkRunc(d *daemon, pids map[string]uint32, r *runResult) {
 	r.runcCalls = countRunc(b.runcLog())
-	// Post-state: every container listed RUNNING with its pid, its process
-	// alive, its bundle kept.
 	ts, err := d.listTasks(time.Minute)
 	if err != nil {
 		r.fail("final list: %v", err)
-		return r
+		return
 	}
 	byID := map[string]*taskInfo{}
 	for _, t := range ts {
@@ -192,7 +155,7 @@ func (b *bench) measureRunc(c caseDef, pids map[string]uint32, name string, roun
 	sort.Strings(bad)
 	if len(bad) > 0 {
 		msg := fmt.Sprintf("%d of %d containers not kept: %s", len(bad), len(pids), strings.Join(bad[:min(3, len(bad))], "; "))
-		if name == "ours" {
+		if d.name == "ours" {
 			r.fail("%s", msg)
 		} else {
 			r.invalid = append(r.invalid, msg)
@@ -200,12 +163,11 @@ func (b *bench) measureRunc(c caseDef, pids map[string]uint32, name string, roun
 	} else {
 		r.behaviour = append(r.behaviour, fmt.Sprintf("runc: %d listed RUNNING with their pids, processes alive, bundles kept", len(pids)))
 	}
-	if name == "ours" {
+	if d.name == "ours" {
 		if rep, err := readReport(b.state); err == nil {
 			r.recoveryReady, r.recoveryJudged = rep.ReadyMS, rep.JudgedMS
 		}
 	}
-	return r
 }
 
 // countRunc counts the runc execs in the wrapper's log by subcommand.

@@ -277,20 +277,7 @@ func (b *bench) runSynthCase(ctx context.Context, c caseDef) *caseResult {
 		return res
 	}
 	fmt.Printf("   populated %d shims with stock containerd in %s\n", len(p.manifest), time.Since(t0).Round(100*time.Millisecond))
-	for round := 1; round <= b.o.rounds; round++ {
-		order := daemons
-		if round%2 == 0 {
-			order = []string{daemons[1], daemons[0]}
-		}
-		for _, name := range order {
-			r := b.measureSynth(p, name, round)
-			res.runs[name] = append(res.runs[name], r)
-			fmt.Println(r.line())
-			for _, f := range r.failures {
-				fmt.Printf("      FAIL: %s\n", f)
-			}
-		}
-	}
+	b.alternate(res, func(name string, round int) *runResult { return b.measureSynth(p, name, round) })
 	if c.floor {
 		res.floor = b.measureFloor(p)
 	}
@@ -307,51 +294,22 @@ func (b *bench) measureSynth(p *population, name string, round int) *runResult {
 		r.fail("restore: %v", err)
 		return r
 	}
-	shimCPU := cpuTime(b.synthPID)
-	d, err := b.startDaemon(name, fmt.Sprintf("%s-%s-%d", p.def.key, name, round))
-	if err != nil {
-		r.fail("start: %v", err)
-		return r
-	}
-	defer func() {
-		if err := b.stopDaemon(d); err != nil {
-			r.fail("%v", err)
-		}
-	}()
-	if r.ready, err = b.waitReady(d); err != nil {
-		r.fail("%v", err)
-		return r
-	}
 	live := map[string]bool{}
 	for _, e := range p.manifest {
 		if e.Mode == "live" {
 			live[e.ID] = true
 		}
 	}
-	r.list, _, err = b.waitListed(d, func(ts []*taskInfo) bool {
-		n := 0
-		for _, t := range ts {
-			if live[t.ID] && t.Status == "RUNNING" {
-				n++
+	shimCPU := cpuTime(b.synthPID)
+	b.timedRun(r, name, fmt.Sprintf("%s-%s-%d", p.def.key, name, round), len(live),
+		func(t *taskInfo) bool { return live[t.ID] && t.Status == "RUNNING" },
+		func() { r.shimCPU = cpuTime(b.synthPID) - shimCPU },
+		func(d *daemon) {
+			b.checkSynth(d, p, synthPID, r)
+			if st, err := b.ctl(ctlRequest{Op: "stats"}); err == nil {
+				r.stats = st.Stats
 			}
-		}
-		return n == len(live)
-	})
-	if err != nil {
-		r.fail("%v", err)
-		return r
-	}
-	r.cpu = cpuTime(d.pid())
-	r.shimCPU = cpuTime(b.synthPID) - shimCPU
-	time.Sleep(settle)
-	r.rssKiB = rssKiB(d.pid())
-	if b.o.pprof {
-		b.savePprof(d)
-	}
-	b.checkSynth(d, p, synthPID, r)
-	if st, err := b.ctl(ctlRequest{Op: "stats"}); err == nil {
-		r.stats = st.Stats
-	}
+		})
 	return r
 }
 
