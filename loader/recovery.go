@@ -182,8 +182,9 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 	// Each entry is decided and acted on as soon as it is observed, in the
 	// worker that observed it, and stops pending then.
 	reports := make([]*Entry, len(entries))
-	destructiveAt := make([]bool, len(entries))
-	holdOf := make([]func(), len(entries))
+	// holds[i] is set for the entries whose destructive action waits for
+	// the background work.
+	holds := make([]func(), len(entries))
 	observeAll(ctx, m, so, entries, func(i int, s *scanned) {
 		d := Decide(s.obs)
 		e := &Entry{Observation: s.obs, Action: d.Action, Reason: d.Reason, Notes: s.notes, Duration: Millis(s.scanDur)}
@@ -193,23 +194,13 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 		if d.Action.Destructive() {
 			// Held before it stops pending, so that a Create of the same
 			// id waits for the cleanup rather than meeting the old bundle.
-			holdOf[i] = m.Hold(s.obs.Namespace, s.obs.ID)
-			destructiveAt[i] = true
+			holds[i] = m.Hold(s.obs.Namespace, s.obs.ID)
 			obsv.Queue(opts.StateDir, 1)
 		} else {
 			obsv.Finished(opts.StateDir, d.Action, e.Outcome)
 		}
 		pend[i]()
 	})
-	var destructive []*scanned
-	holds := map[*scanned]func(){}
-	for i, s := range entries {
-		if destructiveAt[i] {
-			destructive = append(destructive, s)
-			holds[s] = holdOf[i]
-		}
-	}
-
 	// Work dirs whose bundle is absent, decided now, removed in the
 	// background under a hold so that a Create of the same id waits.
 	orphans, err := cleanupOrphans(opts)
@@ -235,7 +226,7 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 	r.logSummary(ctx, "recovery judged")
 	close(r.judged)
 
-	r.background(ctx, destructive, holds, reports, entries, orphans, orphanHolds, bootID)
+	r.background(ctx, entries, reports, holds, orphans, orphanHolds, bootID)
 }
 
 // Judged waits until every entry of the pass has its verdict, or ctx ends.
@@ -307,12 +298,14 @@ func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
 	}
 }
 
-// background performs the destructive decisions and the work-dir GC, then
-// records the boot id.
-func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds map[*scanned]func(), reports []*Entry, all []*scanned, orphans []string, orphanHolds []func(), bootID string) {
-	byScan := map[*scanned]*Entry{}
-	for i, s := range all {
-		byScan[s] = reports[i]
+// background performs the destructive decisions (the entries with a hold)
+// and the work-dir GC, then records the boot id.
+func (r *Recovery) background(ctx context.Context, entries []*scanned, reports []*Entry, holds []func(), orphans []string, orphanHolds []func(), bootID string) {
+	var destructive []int
+	for i, h := range holds {
+		if h != nil {
+			destructive = append(destructive, i)
+		}
 	}
 	if d := r.opts.CleanupAfterServing; d > 0 && (len(destructive) > 0 || len(orphans) > 0) {
 		wctx, cancel := context.WithTimeout(ctx, d)
@@ -324,41 +317,34 @@ func (r *Recovery) background(ctx context.Context, destructive []*scanned, holds
 	// Removals yield to the daemon's foreground work: each may spawn a
 	// `shim delete`, and a CPU's worth of them at a time keeps the rest
 	// of the daemon responsive (the ids stay held meanwhile).
-	sem := make(chan struct{}, max(min(r.opts.Concurrency, goruntime.GOMAXPROCS(0)), 1))
-	var wg sync.WaitGroup
 	var exits []func()
 	var mu sync.Mutex
-	for _, s := range destructive {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			defer holds[s]()
-			e := byScan[s]
-			start := time.Now()
-			publish, err := r.destroy(ctx, s, e.Action)
-			r.opts.Observer.Queue(r.opts.StateDir, -1)
-			outcome := OutcomeDone
+	forEach(min(r.opts.Concurrency, goruntime.GOMAXPROCS(0)), len(destructive), func(k int) {
+		i := destructive[k]
+		defer holds[i]()
+		s, e := entries[i], reports[i]
+		start := time.Now()
+		publish, err := r.destroy(ctx, s, e.Action)
+		r.opts.Observer.Queue(r.opts.StateDir, -1)
+		outcome := OutcomeDone
+		if err != nil {
+			outcome = OutcomeFailed
+		}
+		r.opts.Observer.Finished(r.opts.StateDir, e.Action, outcome)
+		r.rep.update(func(*Report) {
+			e.Duration += Millis(time.Since(start))
 			if err != nil {
-				outcome = OutcomeFailed
+				e.Outcome, e.Error = OutcomeFailed, err.Error()
+			} else {
+				e.Outcome = OutcomeDone
 			}
-			r.opts.Observer.Finished(r.opts.StateDir, e.Action, outcome)
-			r.rep.update(func(*Report) {
-				e.Duration += Millis(time.Since(start))
-				if err != nil {
-					e.Outcome, e.Error = OutcomeFailed, err.Error()
-				} else {
-					e.Outcome = OutcomeDone
-				}
-			})
-			if publish != nil {
-				mu.Lock()
-				exits = append(exits, publish)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+		})
+		if publish != nil {
+			mu.Lock()
+			exits = append(exits, publish)
+			mu.Unlock()
+		}
+	})
 
 	var removed []string
 	for i, o := range orphans {

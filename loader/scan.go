@@ -105,20 +105,28 @@ func list(o scanOptions) ([]*scanned, []string) {
 // observeAll observes the entries, o.concurrency at a time. then, if set,
 // is called in the same goroutine right after each entry is observed.
 func observeAll(ctx context.Context, env Env, o scanOptions, entries []*scanned, then func(i int, s *scanned)) {
-	limit := max(o.concurrency, 1)
-	sem := make(chan struct{}, limit)
+	forEach(o.concurrency, len(entries), func(i int) {
+		s := entries[i]
+		start := time.Now()
+		observe(namespaces.WithNamespace(ctx, s.obs.Namespace), env, o, s)
+		s.scanDur = time.Since(start)
+		if then != nil {
+			then(i, s)
+		}
+	})
+}
+
+// forEach calls fn(0) ... fn(n-1), at most limit (at least 1) at a time,
+// each in its own goroutine, and returns when all have returned.
+func forEach(limit, n int, fn func(i int)) {
+	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
-	for i, s := range entries {
+	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			start := time.Now()
-			observe(namespaces.WithNamespace(ctx, s.obs.Namespace), env, o, s)
-			s.scanDur = time.Since(start)
-			if then != nil {
-				then(i, s)
-			}
+			fn(i)
 		}()
 	}
 	wg.Wait()
