@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
-	"time"
 
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -77,25 +75,4 @@ func (m *Manager) RemoveSocket(ctx context.Context, b *Bundle, address string) e
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// WaitServing waits until containerd's grpc address accepts connections,
-// so that events published afterwards reach subscribers.
-func (m *Manager) WaitServing(ctx context.Context) error {
-	addr := strings.TrimPrefix(m.cfg.Address, "unix://")
-	for {
-		var d net.Dialer
-		dctx, cancel := context.WithTimeout(ctx, time.Second)
-		c, err := d.DialContext(dctx, "unix", addr)
-		cancel()
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -29,6 +29,19 @@ func (m *Manager) serving() bool {
 	return true
 }
 
+// WaitServing waits until containerd's grpc address accepts connections,
+// so that events published afterwards reach subscribers.
+func (m *Manager) WaitServing(ctx context.Context) error {
+	for !m.serving() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // tasks lists the registered tasks. Once the daemon serves, it waits until
 // recovery has judged every shim it lists from. Before, it does not wait:
 // the one such caller, the task service's init handing tasks to the task
