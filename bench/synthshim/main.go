@@ -77,6 +77,8 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
+
+	"github.com/shimkeeper/shimkeeper/bench/synthctl"
 )
 
 // Modes of a synthetic shim.
@@ -94,35 +96,6 @@ const CtlName = "synth.ctl"
 // ExitKilled is what `shim delete` reports for a shim that is not exited:
 // 128+SIGKILL, as the runc shim does after killing the container.
 const ExitKilled = 137
-
-// Entry describes one synthetic shim.
-type Entry struct {
-	NS     string `json:"ns"`
-	ID     string `json:"id"`
-	Addr   string `json:"addr"`
-	Bundle string `json:"bundle"`
-	Mode   string `json:"mode"`
-	Exit   uint32 `json:"exit,omitempty"`
-}
-
-// Request and Reply are the control protocol.
-type Request struct {
-	Op     string  `json:"op"`
-	NS     string  `json:"ns,omitempty"`
-	ID     string  `json:"id,omitempty"`
-	Addr   string  `json:"addr,omitempty"`
-	Bundle string  `json:"bundle,omitempty"`
-	Shims  []Entry `json:"shims,omitempty"`
-}
-
-type Reply struct {
-	Error  string           `json:"error,omitempty"`
-	Exit   uint32           `json:"exit,omitempty"`
-	Shims  []Entry          `json:"shims,omitempty"`
-	Stats  map[string]int64 `json:"stats,omitempty"`
-	PID    int              `json:"pid,omitempty"`
-	Errors []string         `json:"errors,omitempty"`
-}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
@@ -208,7 +181,7 @@ func shimStart(ctl, ns, id, grpcAddress string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := call(ctl, Request{Op: "open", NS: ns, ID: id, Addr: addr, Bundle: bundle}, 10*time.Second); err != nil {
+	if _, err := synthctl.Call(ctl, synthctl.Request{Op: "open", NS: ns, ID: id, Addr: addr, Bundle: bundle}, 10*time.Second); err != nil {
 		return err
 	}
 	out, err := proto.Marshal(&bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc", Address: addr})
@@ -224,7 +197,7 @@ func shimDelete(ctl, ns, id, bundle string) error {
 		ns = os.Getenv("NAMESPACE")
 	}
 	status := uint32(ExitKilled)
-	if r, err := call(ctl, Request{Op: "exit", NS: ns, ID: id, Bundle: bundle}, 2*time.Second); err == nil {
+	if r, err := synthctl.Call(ctl, synthctl.Request{Op: "exit", NS: ns, ID: id, Bundle: bundle}, 2*time.Second); err == nil {
 		status = r.Exit
 	}
 	out, err := proto.Marshal(&taskv2.DeleteResponse{Pid: 0, ExitStatus: status, ExitedAt: timestamppb.Now()})
@@ -233,27 +206,6 @@ func shimDelete(ctl, ns, id, bundle string) error {
 	}
 	_, err = os.Stdout.Write(out)
 	return err
-}
-
-// call sends one control request.
-func call(ctl string, req Request, timeout time.Duration) (*Reply, error) {
-	c, err := net.DialTimeout("unix", ctl, timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return nil, err
-	}
-	var r Reply
-	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&r); err != nil {
-		return nil, err
-	}
-	if r.Error != "" {
-		return &r, errors.New(r.Error)
-	}
-	return &r, nil
 }
 
 // --- server role --------------------------------------------------------------
@@ -269,7 +221,7 @@ type server struct {
 // instance is one served shim.
 type instance struct {
 	s *server
-	e Entry
+	e synthctl.Entry
 
 	srv  *ttrpc.Server // live, leaked, exited
 	hung *hungListener // hung
@@ -328,7 +280,7 @@ func (s *server) count(k string) {
 
 func (s *server) handleCtl(c net.Conn) {
 	defer c.Close()
-	var req Request
+	var req synthctl.Request
 	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
 		return
 	}
@@ -336,11 +288,11 @@ func (s *server) handleCtl(c net.Conn) {
 	_ = json.NewEncoder(c).Encode(r)
 }
 
-func (s *server) do(req Request) Reply {
+func (s *server) do(req synthctl.Request) synthctl.Reply {
 	switch req.Op {
 	case "open":
 		s.count("exec.start")
-		e := Entry{NS: req.NS, ID: req.ID, Addr: req.Addr, Bundle: req.Bundle, Mode: ModeLive}
+		e := synthctl.Entry{NS: req.NS, ID: req.ID, Addr: req.Addr, Bundle: req.Bundle, Mode: ModeLive}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if old := s.shims[key(e.NS, e.ID)]; old != nil {
@@ -348,10 +300,10 @@ func (s *server) do(req Request) Reply {
 		}
 		in, err := s.start(e)
 		if err != nil {
-			return Reply{Error: err.Error()}
+			return synthctl.Reply{Error: err.Error()}
 		}
 		s.shims[key(e.NS, e.ID)] = in
-		return Reply{}
+		return synthctl.Reply{}
 	case "exit":
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -362,9 +314,9 @@ func (s *server) do(req Request) Reply {
 		}
 		s.stats["exec.delete."+mode]++
 		if in != nil && in.e.Mode == ModeExited {
-			return Reply{Exit: in.e.Exit}
+			return synthctl.Reply{Exit: in.e.Exit}
 		}
-		return Reply{Exit: ExitKilled}
+		return synthctl.Reply{Exit: ExitKilled}
 	case "reset":
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -383,16 +335,16 @@ func (s *server) do(req Request) Reply {
 			}
 			s.shims[key(e.NS, e.ID)] = in
 		}
-		return Reply{Errors: errs, PID: int(s.pid)}
+		return synthctl.Reply{Errors: errs, PID: int(s.pid)}
 	case "list":
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		var out []Entry
+		var out []synthctl.Entry
 		for _, in := range s.shims {
 			out = append(out, in.e)
 		}
 		sort.Slice(out, func(i, j int) bool { return key(out[i].NS, out[i].ID) < key(out[j].NS, out[j].ID) })
-		return Reply{Shims: out, PID: int(s.pid)}
+		return synthctl.Reply{Shims: out, PID: int(s.pid)}
 	case "stats":
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -400,15 +352,15 @@ func (s *server) do(req Request) Reply {
 		for k, v := range s.stats {
 			st[k] = v
 		}
-		return Reply{Stats: st, PID: int(s.pid)}
+		return synthctl.Reply{Stats: st, PID: int(s.pid)}
 	}
-	return Reply{Error: "unknown op " + req.Op}
+	return synthctl.Reply{Error: "unknown op " + req.Op}
 }
 
 func sockPath(addr string) string { return strings.TrimPrefix(addr, "unix://") }
 
 // start serves e according to its mode. Called with s.mu held.
-func (s *server) start(e Entry) (*instance, error) {
+func (s *server) start(e synthctl.Entry) (*instance, error) {
 	in := &instance{s: s, e: e}
 	path := sockPath(e.Addr)
 	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {

@@ -15,6 +15,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
+
+	"github.com/shimkeeper/shimkeeper/bench/synthctl"
 )
 
 // TestModes checks what each synthetic shim answers: the benchmark's
@@ -22,18 +24,18 @@ import (
 func TestModes(t *testing.T) {
 	dir := t.TempDir()
 	s := &server{pid: 4242, shims: map[string]*instance{}, stats: map[string]int64{}}
-	mk := func(id, mode string, exit uint32) Entry {
+	mk := func(id, mode string, exit uint32) synthctl.Entry {
 		b := filepath.Join(dir, id)
 		if err := os.Mkdir(b, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		return Entry{NS: "ns", ID: id, Addr: "unix://" + filepath.Join(dir, id+".sock"), Bundle: b, Mode: mode, Exit: exit}
+		return synthctl.Entry{NS: "ns", ID: id, Addr: "unix://" + filepath.Join(dir, id+".sock"), Bundle: b, Mode: mode, Exit: exit}
 	}
-	shims := []Entry{mk("live", ModeLive, 0), mk("hung", ModeHung, 0), mk("dead", ModeDead, 0), mk("leak", ModeLeaked, 0), mk("exit", ModeExited, 3)}
-	if r := s.do(Request{Op: "reset", Shims: shims}); r.Error != "" || len(r.Errors) > 0 {
+	shims := []synthctl.Entry{mk("live", ModeLive, 0), mk("hung", ModeHung, 0), mk("dead", ModeDead, 0), mk("leak", ModeLeaked, 0), mk("exit", ModeExited, 3)}
+	if r := s.do(synthctl.Request{Op: "reset", Shims: shims}); r.Error != "" || len(r.Errors) > 0 {
 		t.Fatalf("reset: %+v", r)
 	}
-	t.Cleanup(func() { s.do(Request{Op: "reset"}) })
+	t.Cleanup(func() { s.do(synthctl.Request{Op: "reset"}) })
 
 	client := func(id string) task.TTRPCTaskService {
 		c, err := net.Dial("unix", filepath.Join(dir, id+".sock"))
@@ -112,13 +114,13 @@ func TestModes(t *testing.T) {
 	}
 
 	// `shim delete` reports the exited status, 137 otherwise.
-	if r := s.do(Request{Op: "exit", NS: "ns", ID: "exit"}); r.Exit != 3 {
+	if r := s.do(synthctl.Request{Op: "exit", NS: "ns", ID: "exit"}); r.Exit != 3 {
 		t.Fatalf("exit status of exited shim: %d", r.Exit)
 	}
-	if r := s.do(Request{Op: "exit", NS: "ns", ID: "dead"}); r.Exit != ExitKilled {
+	if r := s.do(synthctl.Request{Op: "exit", NS: "ns", ID: "dead"}); r.Exit != ExitKilled {
 		t.Fatalf("exit status of dead shim: %d", r.Exit)
 	}
-	st := s.do(Request{Op: "stats"}).Stats
+	st := s.do(synthctl.Request{Op: "stats"}).Stats
 	if st["exec.delete.exited"] != 1 || st["exec.delete.dead"] != 1 || st["live.Connect"] != 1 || st["hung.accept"] != 1 {
 		t.Fatalf("stats: %v", st)
 	}

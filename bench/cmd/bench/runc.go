@@ -13,6 +13,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/shimkeeper/shimkeeper/bench/synthctl"
 )
 
 // runRuncCase runs real containers (containerd-shim-runc-v2, runc, a toybox
@@ -54,7 +56,7 @@ func (b *bench) ctr(args ...string) *exec.Cmd {
 // createRunc starts stock containerd on fresh dirs, runs the containers and
 // stops it; it returns each task's pid.
 func (b *bench) createRunc(c caseDef) (map[string]uint32, error) {
-	if _, err := b.ctl(ctlRequest{Op: "reset"}); err != nil {
+	if _, err := b.ctl(synthctl.Request{Op: "reset"}); err != nil {
 		return nil, err
 	}
 	if err := b.freshDirs(); err != nil {

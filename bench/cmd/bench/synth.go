@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,30 +17,9 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/shimkeeper/shimkeeper/bench/synthctl"
 )
-
-// The synthshim control protocol (see bench/synthshim).
-type entry struct {
-	NS     string `json:"ns"`
-	ID     string `json:"id"`
-	Addr   string `json:"addr"`
-	Bundle string `json:"bundle"`
-	Mode   string `json:"mode"`
-	Exit   uint32 `json:"exit,omitempty"`
-}
-
-type ctlRequest struct {
-	Op    string  `json:"op"`
-	Shims []entry `json:"shims,omitempty"`
-}
-
-type ctlReply struct {
-	Error  string           `json:"error,omitempty"`
-	Shims  []entry          `json:"shims,omitempty"`
-	Stats  map[string]int64 `json:"stats,omitempty"`
-	PID    int              `json:"pid,omitempty"`
-	Errors []string         `json:"errors,omitempty"`
-}
 
 // exitedStatus is the exit status of the exited synthetic tasks.
 const exitedStatus = 3
@@ -50,27 +27,14 @@ const exitedStatus = 3
 // Id prefixes give each synthetic shim its mode.
 var modePrefix = map[string]string{"live": "live", "hung": "hung", "dead": "dead", "leak": "leaked", "exit": "exited"}
 
-func (b *bench) ctl(req ctlRequest) (*ctlReply, error) {
-	c, err := net.DialTimeout("unix", b.ctlPath, 5*time.Second)
-	if err != nil {
-		return nil, err
+// ctl sends one request to the synthshim server; a reply listing shims it
+// could not serve is an error too.
+func (b *bench) ctl(req synthctl.Request) (*synthctl.Reply, error) {
+	r, err := synthctl.Call(b.ctlPath, req, time.Minute)
+	if err == nil && len(r.Errors) > 0 {
+		return r, fmt.Errorf("%d shims not served, first: %s", len(r.Errors), r.Errors[0])
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Minute))
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return nil, err
-	}
-	var r ctlReply
-	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&r); err != nil {
-		return nil, err
-	}
-	if r.Error != "" {
-		return &r, errors.New(r.Error)
-	}
-	if len(r.Errors) > 0 {
-		return &r, fmt.Errorf("%d shims not served, first: %s", len(r.Errors), r.Errors[0])
-	}
-	return &r, nil
+	return r, err
 }
 
 func (b *bench) startSynth() error {
@@ -88,7 +52,7 @@ func (b *bench) startSynth() error {
 	b.synth, b.synthPID = cmd, cmd.Process.Pid
 	go func() { _ = cmd.Wait() }()
 	for i := 0; i < 500; i++ {
-		if _, err := b.ctl(ctlRequest{Op: "stats"}); err == nil {
+		if _, err := b.ctl(synthctl.Request{Op: "stats"}); err == nil {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -99,7 +63,7 @@ func (b *bench) startSynth() error {
 // population is a created and saved synthetic population.
 type population struct {
 	def      caseDef
-	manifest []entry
+	manifest []synthctl.Entry
 	pristine string
 }
 
@@ -129,7 +93,7 @@ func modeOf(id string) string {
 // populate creates the case's containers and tasks with stock containerd,
 // stops it, gives each shim its mode and saves a pristine copy.
 func (b *bench) populate(c caseDef) (*population, error) {
-	if _, err := b.ctl(ctlRequest{Op: "reset"}); err != nil {
+	if _, err := b.ctl(synthctl.Request{Op: "reset"}); err != nil {
 		return nil, err
 	}
 	if err := b.freshDirs(); err != nil {
@@ -181,7 +145,7 @@ func (b *bench) populate(c caseDef) (*population, error) {
 		return nil, err
 	}
 
-	r, err := b.ctl(ctlRequest{Op: "list"})
+	r, err := b.ctl(synthctl.Request{Op: "list"})
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +167,7 @@ func (b *bench) populate(c caseDef) (*population, error) {
 	if err := os.MkdirAll(p.pristine, 0o700); err != nil {
 		return nil, err
 	}
-	if data, err := json.MarshalIndent(ctlRequest{Op: "reset", Shims: p.manifest}, "", " "); err == nil {
+	if data, err := json.MarshalIndent(synthctl.Request{Op: "reset", Shims: p.manifest}, "", " "); err == nil {
 		_ = os.WriteFile(filepath.Join(p.pristine, "manifest.json"), data, 0o644)
 	}
 	if err := cpTree(b.root, filepath.Join(p.pristine, "r")); err != nil {
@@ -258,7 +222,7 @@ func (b *bench) restore(p *population) (int, error) {
 	if err := cpTree(filepath.Join(p.pristine, "st"), b.state); err != nil {
 		return 0, err
 	}
-	r, err := b.ctl(ctlRequest{Op: "reset", Shims: p.manifest})
+	r, err := b.ctl(synthctl.Request{Op: "reset", Shims: p.manifest})
 	if err != nil {
 		return 0, err
 	}
@@ -306,7 +270,7 @@ func (b *bench) measureSynth(p *population, name string, round int) *runResult {
 		func() { r.shimCPU = cpuTime(b.synthPID) - shimCPU },
 		func(d *daemon) {
 			b.checkSynth(d, p, synthPID, r)
-			if st, err := b.ctl(ctlRequest{Op: "stats"}); err == nil {
+			if st, err := b.ctl(synthctl.Request{Op: "stats"}); err == nil {
 				r.stats = st.Stats
 			}
 		})
