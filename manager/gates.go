@@ -23,7 +23,7 @@ type gate struct {
 	ch chan struct{} // closed when n drops to 0
 }
 
-func holdKey(ns, id string) string { return ns + "/" + id }
+func gateKey(ns, id string) string { return ns + "/" + id }
 
 // acquire closes the gate of ns/id until release is called (once; later
 // calls do nothing).
@@ -33,7 +33,7 @@ func (g *gates) acquire(ns, id string) (release func()) {
 	if g.m == nil {
 		g.m = map[string]*gate{}
 	}
-	k := holdKey(ns, id)
+	k := gateKey(ns, id)
 	h, ok := g.m[k]
 	if !ok {
 		h = &gate{ch: make(chan struct{})}
@@ -60,7 +60,7 @@ func (g *gates) matching(ns, id string) []chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if ns != "" && id != "" {
-		if h, ok := g.m[holdKey(ns, id)]; ok {
+		if h, ok := g.m[gateKey(ns, id)]; ok {
 			return []chan struct{}{h.ch}
 		}
 		return nil

@@ -114,6 +114,35 @@ func start(mode string) error {
 	return fmt.Errorf("unknown mode %q", mode)
 }
 
+// spawnServer re-executes the binary in bundle as a detached server
+// (same arguments, action "serve", env added to the environment) and waits
+// until sock accepts connections.
+func spawnServer(bundle, sock string, env []string, what string) error {
+	args := append([]string{}, os.Args[1:len(os.Args)-1]...)
+	args = append(args, "serve")
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = bundle
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return errors.New(what + " did not come up")
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}
+
 // startServer re-executes the binary as a detached server (same arguments,
 // action "serve"), waits until it listens and prints its address.
 func startServer() error {
@@ -121,26 +150,9 @@ func startServer() error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{}, os.Args[1:len(os.Args)-1]...)
-	args = append(args, "serve")
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Dir = bundle
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
 	sock := filepath.Join(bundle, socketName)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return errors.New("server did not come up")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := spawnServer(bundle, sock, nil, "server"); err != nil {
+		return err
 	}
 	fmt.Print("unix://" + sock)
 	return nil

@@ -37,7 +37,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"sort"
@@ -92,26 +91,8 @@ func startSandbox() error {
 		return err
 	}
 
-	args := append([]string{}, os.Args[1:len(os.Args)-1]...)
-	args = append(args, "serve")
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Dir = bundle
-	cmd.Env = append(os.Environ(), envSandboxSock+"="+sock)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := spawnServer(bundle, sock, []string{envSandboxSock + "=" + sock}, "sandbox server"); err != nil {
 		return err
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			return errors.New("sandbox server did not come up")
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
 	}
 	out, err := proto.Marshal(&bootapi.BootstrapResult{Version: 3, Protocol: "ttrpc", Address: "unix://" + sock})
 	if err != nil {
