@@ -147,7 +147,7 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	r.rep.update(func(rp *Report) { rp.Found = len(entries) })
 
 	if !opts.HoldStart {
-		r.ready(ctx, start, len(entries))
+		r.ready(ctx, len(entries))
 	}
 	r.bg.Add(1)
 	go func() {
@@ -156,14 +156,14 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	}()
 	if opts.HoldStart {
 		<-r.judged
-		r.ready(ctx, start, len(entries))
+		r.ready(ctx, len(entries))
 	}
 	return r
 }
 
 // ready records that the pass stops holding daemon start.
-func (r *Recovery) ready(ctx context.Context, start time.Time, found int) {
-	d := time.Since(start)
+func (r *Recovery) ready(ctx context.Context, found int) {
+	d := time.Since(r.start)
 	r.rep.update(func(rp *Report) { rp.Ready = Millis(d) })
 	// The report of this pass replaces the last one now, so that nobody
 	// reads the last pass's verdicts as this one's.
@@ -220,8 +220,12 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 		rp.Judged = Millis(judged)
 	})
 	obsv.Judged(opts.StateDir, judged)
-	if err := r.rep.write(); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to write recovery report")
+	// With HoldStart, ready writes the report right after this, with the
+	// time start was held.
+	if !opts.HoldStart {
+		if err := r.rep.write(); err != nil {
+			log.G(ctx).WithError(err).Warn("failed to write recovery report")
+		}
 	}
 	r.logSummary(ctx, "recovery judged")
 	close(r.judged)
@@ -397,12 +401,6 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 		}
 		return nil, err
 	case ActionCleanupDead:
-		// A reboot skips the probe, so the recorded address was never read;
-		// a socket dir that is not on tmpfs still has its socket file.
-		var recorded string
-		if p, _, err := readBootstrap(s.bundle.Path); err == nil && s.obs.Rebooted {
-			recorded = p.Address
-		}
 		exit, err := r.m.ShimDelete(ctx, s.bundle, s.runtimePath)
 		if err != nil && !(s.obs.Rebooted && s.runtimePath == "") {
 			if !s.obs.Rebooted {
@@ -416,11 +414,9 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 			return nil, err
 		}
 		if !s.obs.Joined {
-			var address string
+			address := s.recorded
 			if s.params != nil {
 				address = s.params.Address
-			} else {
-				address = recorded
 			}
 			if err := r.m.RemoveSocket(ctx, s.bundle, address); err != nil {
 				logger.WithError(err).Warn("failed to remove shim socket")

@@ -44,9 +44,13 @@ type scanned struct {
 	migrate bool
 	// guessed: the address is the default one, not a recorded one.
 	guessed bool
-	probe   manager.ProbeResult
-	notes   []string
-	scanDur time.Duration
+	// recorded is the address in bootstrap.json after a reboot, which
+	// skips the probe: cleanup removes its socket file from a socket dir
+	// that is not on tmpfs.
+	recorded string
+	probe    manager.ProbeResult
+	notes    []string
+	scanDur  time.Duration
 }
 
 type scanOptions struct {
@@ -191,6 +195,9 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	params, form, err := readBootstrap(path)
 	if o.rebooted {
 		// Nothing survived the reboot: no probe.
+		if err == nil {
+			s.recorded = params.Address
+		}
 		obs.Liveness = LivenessGone
 		return
 	}

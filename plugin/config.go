@@ -169,22 +169,32 @@ func (c *TaskConfig) recoveryOptions(state, root string) loader.Options {
 // created nor checked here; the shim creates it), otherwise the first
 // candidate that is short enough, creatable 0700 and owned by the user.
 func defaultSocketDir() string {
-	dir := filepath.Join(defaults.DefaultStateDir, "s")
 	uid := os.Geteuid()
+	candidates := socketDirCandidates(uid)
 	if uid == 0 {
-		return dir
+		return candidates[0]
 	}
-	candidates := []string{dir}
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		candidates = append(candidates, filepath.Join(x, "containerd", "s"))
-	}
-	candidates = append(candidates, fmt.Sprintf("/run/%d/containerd/s", uid), fmt.Sprintf("/tmp/containerd-s-%d", uid))
 	for _, d := range candidates {
 		if len(d) <= maxSocketDirLen && usableSocketDir(d, uid) {
 			return d
 		}
 	}
 	return ""
+}
+
+// socketDirCandidates are stock's default socket dirs in order of
+// preference: /run/containerd/s (root's, always), then for another user
+// $XDG_RUNTIME_DIR/containerd/s, /run/<uid>/containerd/s and
+// /tmp/containerd-s-<uid>.
+func socketDirCandidates(uid int) []string {
+	candidates := []string{filepath.Join(defaults.DefaultStateDir, "s")}
+	if uid == 0 {
+		return candidates
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		candidates = append(candidates, filepath.Join(x, "containerd", "s"))
+	}
+	return append(candidates, fmt.Sprintf("/run/%d/containerd/s", uid), fmt.Sprintf("/tmp/containerd-s-%d", uid))
 }
 
 func usableSocketDir(dir string, uid int) bool {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/containerd/containerd/v2/defaults"
 	"github.com/containerd/containerd/v2/pkg/timeout"
 
 	"github.com/shimkeeper/shimkeeper/loader"
@@ -43,16 +42,11 @@ func (c *ShimConfig) SocketDirReadOnly() (string, error) {
 	if c.SocketDir != "" {
 		return filepath.Clean(c.SocketDir), nil
 	}
-	dir := filepath.Join(defaults.DefaultStateDir, "s")
 	uid := os.Geteuid()
+	candidates := socketDirCandidates(uid)
 	if uid == 0 {
-		return dir, nil
+		return candidates[0], nil
 	}
-	candidates := []string{dir}
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		candidates = append(candidates, filepath.Join(x, "containerd", "s"))
-	}
-	candidates = append(candidates, fmt.Sprintf("/run/%d/containerd/s", uid), fmt.Sprintf("/tmp/containerd-s-%d", uid))
 	for _, d := range candidates {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() && len(d) <= maxSocketDirLen {
 			return d, nil

@@ -71,12 +71,8 @@ func init() {
 // readTimeouts reads the [timeouts] budgets once; the server has applied
 // config.toml on top of the defaults set in init.
 func readTimeouts() manager.Timeouts {
-	return manager.Timeouts{
-		Start:    timeout.Get(TimeoutStart),
-		Load:     timeout.Get(TimeoutLoad),
-		Cleanup:  timeout.Get(TimeoutCleanup),
-		Shutdown: timeout.Get(TimeoutShutdown),
-	}
+	t, _ := TimeoutsFrom(nil) // nothing to parse: cannot fail
+	return t
 }
 
 // fatalOnError makes a failure of init fail the daemon's start, instead of
@@ -230,9 +226,7 @@ func initSandboxController(ic *plugin.InitContext) (any, error) {
 			return nil, err
 		}
 	}
-	// The sandbox dirs are recovered with the task plugin's recovery
-	// settings: the controller has no config section of its own in stock.
-	opts := defaultTaskConfig().recoveryOptions(state, root)
+	opts := SandboxRecoveryOptions(state, root)
 	opts.Observer = metrics.Default()
 	exportRecovery(ic, loader.Run(ic.Context, m, opts))
 	log.G(ic.Context).Debug("shim sandbox controller ready")
