@@ -205,8 +205,8 @@ func newFakeEnv() *fakeEnv {
 
 func bundleKey(b *manager.Bundle) string { return b.Namespace + "/" + b.ID }
 
-func (e *fakeEnv) RuntimeName(ctx context.Context, b *manager.Bundle) (string, bool, error) {
-	e.runtimeCalls.add(nsKey(ctx, b.ID))
+func (e *fakeEnv) RuntimeName(b *manager.Bundle, _ containers.Container, _ error) (string, bool, error) {
+	e.runtimeCalls.add(bundleKey(b))
 	a := e.runtimeNames[bundleKey(b)]
 	return a.name, a.found, a.err
 }

@@ -25,7 +25,9 @@ import (
 // Env is what the scan needs from the shim manager. Every method is
 // read-only on disk; Probe opens a connection and nothing else.
 type Env interface {
-	RuntimeName(ctx context.Context, b *manager.Bundle) (string, bool, error)
+	// RuntimeName: c and cerr are the scan's lookup of the container
+	// record, the fallback when the bundle names no runtime.
+	RuntimeName(b *manager.Bundle, c containers.Container, cerr error) (string, bool, error)
 	ResolveRuntime(name string) (string, error)
 	Containers() containers.Store
 	Sandboxes() sandbox.Store
@@ -173,14 +175,15 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	has := func(n string) bool { _, ok := names[n]; return ok }
 	obs.Joined = has(manager.FileSandbox)
 
-	obs.Container = presence(env.Containers().Get(ctx, obs.ID))
+	c, cerr := env.Containers().Get(ctx, obs.ID)
+	obs.Container = presence(c, cerr)
 	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
 
 	obs.Runtime = PresenceUnknown
 	if err := regularOrAbsent(filepath.Join(path, manager.FileBinaryPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// RuntimeName reads the file: a FIFO would block it for ever.
 		s.note("runtime: " + err.Error())
-	} else if name, found, err := env.RuntimeName(ctx, s.bundle); err != nil {
+	} else if name, found, err := env.RuntimeName(s.bundle, c, cerr); err != nil {
 		s.note("runtime: " + err.Error())
 	} else if found {
 		if p, err := env.ResolveRuntime(name); err != nil {

@@ -15,14 +15,16 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
 )
 
 // RuntimeName returns the runtime recorded for an existing bundle: the
-// shim-binary-path file, or else the container record's runtime name.
-// found is false when neither names one.
-func (m *Manager) RuntimeName(ctx context.Context, b *Bundle) (name string, found bool, err error) {
+// shim-binary-path file, or else the container record's runtime name. c
+// and cerr are the caller's lookup of the bundle's container record. found
+// is false when neither names one.
+func (m *Manager) RuntimeName(b *Bundle, c containers.Container, cerr error) (name string, found bool, err error) {
 	data, err := os.ReadFile(filepath.Join(b.Path, FileBinaryPath))
 	if name := strings.TrimSpace(string(data)); err == nil && name != "" {
 		return name, true, nil
@@ -30,12 +32,11 @@ func (m *Manager) RuntimeName(ctx context.Context, b *Bundle) (name string, foun
 	if err != nil && !os.IsNotExist(err) {
 		return "", false, fmt.Errorf("read %s: %w", FileBinaryPath, err)
 	}
-	c, err := m.cfg.Containers.Get(ctx, b.ID)
-	if errdefs.IsNotFound(err) {
+	if errdefs.IsNotFound(cerr) {
 		return "", false, nil
 	}
-	if err != nil {
-		return "", false, err
+	if cerr != nil {
+		return "", false, cerr
 	}
 	return c.Runtime.Name, c.Runtime.Name != "", nil
 }
