@@ -97,12 +97,9 @@ type grpcConn struct {
 
 func dialGRPC(ctx context.Context, address string, onClose func()) (*grpcConn, error) {
 	// Fail fast on a dead socket: grpc would keep retrying it.
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", address)
-	if err != nil {
+	if err := unixAccepts(ctx, address); err != nil {
 		return nil, fmt.Errorf("failed to create GRPC connection: %w", err)
 	}
-	c.Close()
 	cc, err := grpc.NewClient(dialer.DialAddress(address),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
@@ -126,19 +123,29 @@ func (g *grpcConn) watch() {
 			g.fire()
 			return
 		case connectivity.TransientFailure:
-			var d net.Dialer
 			dctx, cancel := context.WithTimeout(ctx, time.Second)
-			c, err := d.DialContext(dctx, "unix", g.address)
+			err := unixAccepts(dctx, g.address)
 			cancel()
 			if err != nil {
 				g.ClientConn.Close()
 				g.fire()
 				return
 			}
-			c.Close()
 		}
 	}
 	g.fire()
+}
+
+// unixAccepts dials the unix socket at path and hangs up: it tells a
+// listening socket from a stale one.
+func unixAccepts(ctx context.Context, path string) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
 }
 
 func (g *grpcConn) fire() {

@@ -105,19 +105,24 @@ func (m *Manager) Add(ctx context.Context, s *Shim) error {
 	return m.shims.AddWithNamespace(s.Namespace(), s)
 }
 
+// registered reports whether s is what is registered under its id.
+func (m *Manager) registered(ctx context.Context, s *Shim) bool {
+	cur, err := m.shims.Get(namespaces.WithNamespace(ctx, s.Namespace()), s.ID())
+	return err == nil && cur == s
+}
+
 // Replace registers next in place of prev, if prev is still registered.
 func (m *Manager) Replace(ctx context.Context, prev, next *Shim) bool {
-	nctx := namespaces.WithNamespace(ctx, prev.Namespace())
-	if cur, err := m.shims.Get(nctx, prev.ID()); err != nil || cur != prev {
+	if !m.registered(ctx, prev) {
 		return false
 	}
-	m.shims.Delete(nctx, prev.ID())
+	m.shims.Delete(namespaces.WithNamespace(ctx, prev.Namespace()), prev.ID())
 	return m.shims.AddWithNamespace(next.Namespace(), next) == nil
 }
 
 // Remove unregisters id if it is still s.
 func (m *Manager) Remove(ctx context.Context, s *Shim) {
-	if cur, err := m.shims.Get(namespaces.WithNamespace(ctx, s.Namespace()), s.ID()); err == nil && cur == s {
+	if m.registered(ctx, s) {
 		m.shims.Delete(namespaces.WithNamespace(ctx, s.Namespace()), s.ID())
 	}
 }
@@ -149,7 +154,7 @@ func (m *Manager) binary(b *Bundle, runtimePath string) *shimBinary {
 
 // Start starts a shim for a new task or sandbox in bundle b, or joins the
 // shim of the task's sandbox (task API v3 and newer), and registers it.
-func (m *Manager) Start(ctx context.Context, id string, b *Bundle, opts runtime.CreateOpts) (_ *Shim, retErr error) {
+func (m *Manager) Start(ctx context.Context, id string, b *Bundle, opts runtime.CreateOpts) (*Shim, error) {
 	params, join, err := m.joinParams(ctx, id, opts)
 	if err != nil {
 		return nil, err
@@ -248,10 +253,7 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 		return nil, fmt.Errorf("failed to resolve runtime path: %w", err)
 	}
 	bin := m.binary(b, runtimePath)
-	topts := opts.TaskOptions
-	if topts == nil || topts.GetValue() == nil {
-		topts = opts.RuntimeOptions
-	}
+	topts := taskOptions(opts)
 
 	stopLogs, err := drainShimLog(namespaces.WithNamespace(context.Background(), b.Namespace), b.Path)
 	if err != nil {
@@ -282,13 +284,12 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 	if err := os.WriteFile(filepath.Join(b.Path, FileBinaryPath), []byte(runtimePath), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Shim{bundle: b, binary: bin, protocol: params.Protocol, address: params.Address, bootstrap: params, closeLogs: stopLogs}
-	s.version.Store(params.Version)
+	s := newShim(b, bin, params)
+	s.closeLogs = stopLogs
 
 	lctx, lcancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
 	defer lcancel()
-	s.client, s.conn, err = connect(lctx, params, m.onClose(s))
-	if err != nil {
+	if err := m.dial(lctx, s); err != nil {
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
 	if err := s.arm(); err != nil {
@@ -354,13 +355,10 @@ func (m *Manager) connectRPC(ctx context.Context, s *Shim) (*task.ConnectRespons
 // binary cannot be resolved; such a shim can be served but `shim delete`
 // cannot run for it.
 func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) (*Shim, error) {
-	s := &Shim{bundle: b, binary: bin, protocol: params.Protocol, address: params.Address, bootstrap: params}
-	s.version.Store(params.Version)
+	s := newShim(b, bin, params)
 	lctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
 	defer cancel()
-	var err error
-	s.client, s.conn, err = connect(lctx, params, m.onClose(s))
-	if err != nil {
+	if err := m.dial(lctx, s); err != nil {
 		return nil, fmt.Errorf("unable to make connection: %w", err)
 	}
 	return s, nil
@@ -370,7 +368,7 @@ func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params
 // (the hook runs `shim delete` and removes the bundle) under the cleanup
 // budget, detached from the caller, and unregister it.
 func (m *Manager) discard(ctx context.Context, s *Shim) {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+	dctx, cancel := m.cleanupContext(ctx)
 	defer cancel()
 	if err := s.Delete(dctx); err != nil {
 		log.G(ctx).WithError(err).WithField("id", s.ID()).Warn("failed to clean up shim")
@@ -379,7 +377,7 @@ func (m *Manager) discard(ctx context.Context, s *Shim) {
 }
 
 func (m *Manager) runShimDelete(ctx context.Context, bin *shimBinary) (*runtime.Exit, error) {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+	dctx, cancel := m.cleanupContext(ctx)
 	defer cancel()
 	exit, err := bin.delete(dctx)
 	if err != nil {
@@ -413,8 +411,7 @@ func (m *Manager) onClose(s *Shim) func() {
 				}
 			}
 		}
-		cur, err := m.shims.Get(ctx, s.ID())
-		if err != nil || cur != s {
+		if !m.registered(ctx, s) {
 			return
 		}
 		defer m.shims.Delete(ctx, s.ID())
@@ -450,6 +447,14 @@ func (m *Manager) publishExit(ctx context.Context, id string, exit *runtime.Exit
 	}
 }
 
+// cleanupContext bounds one teardown step by the cleanup budget, detached
+// from ctx's cancellation: a caller that gives up must not leave a half
+// torn-down shim.
+func (m *Manager) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+}
+
+// shutdownContext bounds the Shutdown call after a task delete.
 func (m *Manager) shutdownContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, m.cfg.Timeouts.Shutdown)
 }
@@ -461,7 +466,7 @@ func (m *Manager) shutdownContext(ctx context.Context) (context.Context, context
 // removed only when `shim delete` (run by the close hook) succeeds or the
 // task delete succeeded.
 func (m *Manager) reap(ctx context.Context, t *Task) error {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+	dctx, cancel := m.cleanupContext(ctx)
 	defer cancel()
 	_, err := t.delete(dctx, m.shutdownContext, func() {})
 	if err == nil {
@@ -470,7 +475,7 @@ func (m *Manager) reap(ctx context.Context, t *Task) error {
 	// Over ttrpc a deadline comes back as ErrUnknown, so check the context
 	// rather than the error.
 	if dctx.Err() != nil {
-		dctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
+		dctx, cancel = m.cleanupContext(ctx)
 		defer cancel()
 	}
 	_ = t.Shutdown(dctx)

@@ -95,11 +95,8 @@ func (r ProbeResult) TaskExited() bool {
 // missing socket is Gone; a shim that answers is Alive; anything else,
 // timeouts included, is Unknown. ctx bounds the whole probe.
 func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, params *bootapi.BootstrapResult) ProbeResult {
-	s := &Shim{bundle: b, binary: m.binaryFor(b, runtimePath), protocol: params.Protocol, address: params.Address, bootstrap: params}
-	s.version.Store(params.Version)
-	var err error
-	s.client, s.conn, err = connect(ctx, params, m.onClose(s))
-	if err != nil {
+	s := newShim(b, m.binaryFor(b, runtimePath), params)
+	if err := m.dial(ctx, s); err != nil {
 		return ProbeResult{Liveness: dialLiveness(err), Err: err}
 	}
 	v := s.Version()
@@ -144,7 +141,6 @@ func (m *Manager) WriteBootstrapFor(s *Shim) error {
 		}
 	}
 	p.Version = int32(s.Version())
-	p.Address, p.Protocol = s.address, s.protocol
 	return WriteBootstrap(s.Bundle(), p)
 }
 
@@ -160,5 +156,3 @@ func (m *Manager) binaryFor(b *Bundle, runtimePath string) *shimBinary {
 func debugAddress(ctx context.Context, m *Manager, b *Bundle) (string, error) {
 	return shim.CreateSocketAddress(namespaces.WithNamespace(ctx, b.Namespace), m.cfg.SocketDir, m.cfg.Address, b.ID, true)
 }
-
-func isNotFound(err error) bool { return errdefs.IsNotFound(err) }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
@@ -27,7 +29,7 @@ func (m *Manager) Reap(ctx context.Context, s *Shim) error {
 	}
 	ctx = namespaces.WithNamespace(ctx, s.Namespace())
 	err = m.reap(ctx, t)
-	if err != nil && !isNotFound(err) {
+	if err != nil && !errdefs.IsNotFound(err) {
 		return err
 	}
 	return s.bundle.Delete()

@@ -39,24 +39,18 @@ func (r *runtimeResolver) Resolve(runtime string) (string, error) {
 		}
 		return runtime, nil
 	}
-	// The same text as stock, so that clients see the same error.
-	invalid := fmt.Errorf("invalid runtime name %s, correct runtime name should be either format like `io.containerd.runc.v2` or a full path to the binary", runtime)
-	if strings.Contains(runtime, "/") {
-		return "", invalid
-	}
 	name := shim.BinaryName(runtime)
-	if name == "" {
-		return "", invalid
+	if strings.Contains(runtime, "/") || name == "" {
+		// The same text as stock, so that clients see the same error.
+		return "", fmt.Errorf("invalid runtime name %s, correct runtime name should be either format like `io.containerd.runc.v2` or a full path to the binary", runtime)
 	}
 	if p, ok := r.cache.Load(name); ok {
 		return p.(string), nil
 	}
 
 	var found string
-	if p := shim.BinaryPath(runtime); p != "" {
-		if _, err := os.Stat(p); err == nil {
-			found = p
-		}
+	if p := shim.BinaryPath(runtime); p != "" && fileExists(p) {
+		found = p
 	}
 	if found == "" {
 		if p, err := r.lookPath(name); err == nil {

@@ -45,7 +45,7 @@ func (c *SandboxController) client(ctx context.Context, id string) (runtimeapi.T
 
 // cleanup shuts a failed sandbox down and deletes its shim.
 func (c *SandboxController) cleanup(ctx context.Context, id string, svc runtimeapi.TTRPCSandboxService) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.m.cfg.Timeouts.Cleanup)
+	ctx, cancel := c.m.cleanupContext(ctx)
 	defer cancel()
 	if _, err := svc.ShutdownSandbox(ctx, &runtimeapi.ShutdownSandboxRequest{SandboxID: id}); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Error("failed to shutdown sandbox")

@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"net"
 	"strings"
 	"time"
 
@@ -20,11 +19,11 @@ func (m *Manager) serving() bool {
 	if m.cfg.Address == "" || m.servingSeen.Load() {
 		return true
 	}
-	c, err := net.DialTimeout("unix", strings.TrimPrefix(m.cfg.Address, "unix://"), 100*time.Millisecond)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if unixAccepts(ctx, strings.TrimPrefix(m.cfg.Address, "unix://")) != nil {
 		return false
 	}
-	c.Close()
 	m.servingSeen.Store(true)
 	return true
 }

@@ -27,12 +27,12 @@ type Shim struct {
 	bundle *Bundle
 	// binary runs `shim delete` for this bundle. It is nil for a shim that
 	// was adopted while its binary could not be resolved.
-	binary    *shimBinary
-	client    any
-	conn      shimConn
-	protocol  string
-	address   string
-	version   atomic.Int32
+	binary  *shimBinary
+	client  any
+	conn    shimConn
+	version atomic.Int32
+	// bootstrap is what the shim advertised, where it listens included
+	// (nil on a placeholder).
 	bootstrap *bootapi.BootstrapResult
 
 	// deleteExit caches the exit of the first successful task Delete, so
@@ -73,9 +73,22 @@ func (s *Shim) Bundle() string { return s.bundle.Path }
 // Client is the *ttrpc.Client or grpc.ClientConnInterface.
 func (s *Shim) Client() any { return s.client }
 
+// newShim is a Shim for the shim params describe, not yet connected.
+func newShim(b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) *Shim {
+	s := &Shim{bundle: b, binary: bin, bootstrap: params}
+	s.version.Store(params.Version)
+	return s
+}
+
+// dial connects s to its shim, with the manager's close hook.
+func (m *Manager) dial(ctx context.Context, s *Shim) (err error) {
+	s.client, s.conn, err = connect(ctx, s.bootstrap, m.onClose(s))
+	return err
+}
+
 // Endpoint is "<protocol>+<address>" and the task API version.
 func (s *Shim) Endpoint() (string, int) {
-	return s.protocol + "+" + s.address, int(s.version.Load())
+	return s.bootstrap.GetProtocol() + "+" + s.bootstrap.GetAddress(), int(s.version.Load())
 }
 
 // BootstrapResult is what the shim advertised when it started.

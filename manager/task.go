@@ -44,12 +44,7 @@ func newTask(s *Shim) (*Task, error) {
 }
 
 // native converts a shim error to containerd's error classes.
-func native(err error) error {
-	if err == nil {
-		return nil
-	}
-	return errgrpc.ToNative(err)
-}
+func native(err error) error { return errgrpc.ToNative(err) }
 
 // PID is the task's pid, from the task API Connect.
 func (t *Task) PID(ctx context.Context) (uint32, error) {
@@ -60,13 +55,19 @@ func (t *Task) PID(ctx context.Context) (uint32, error) {
 	return resp.TaskPid, nil
 }
 
+// taskOptions are the options a task is created with: its own, or else
+// the runtime's.
+func taskOptions(opts runtime.CreateOpts) typeurl.Any {
+	if opts.TaskOptions == nil || opts.TaskOptions.GetValue() == nil {
+		return opts.RuntimeOptions
+	}
+	return opts.TaskOptions
+}
+
 // create sends the task API Create (and Start, when restoring from a
 // checkpoint).
 func (t *Task) create(ctx context.Context, opts runtime.CreateOpts) error {
-	topts := opts.TaskOptions
-	if topts == nil || topts.GetValue() == nil {
-		topts = opts.RuntimeOptions
-	}
+	topts := taskOptions(opts)
 	req := &task.CreateTaskRequest{
 		ID:         t.ID(),
 		Bundle:     t.Bundle(),

@@ -68,7 +68,7 @@ func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.C
 	var act activation
 	defer func() {
 		if retErr != nil && act.owned {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), tm.m.cfg.Timeouts.Cleanup)
+			dctx, cancel := tm.m.cleanupContext(ctx)
 			defer cancel()
 			if err := tm.mounts.Deactivate(dctx, taskID); err != nil {
 				log.G(ctx).WithError(err).WithField("id", taskID).Error("failed to deactivate mounts")
@@ -204,10 +204,7 @@ func (tm *TaskManager) validateRuntimeFeatures(ctx context.Context, opts runtime
 	if !usesIDMapMounts(spec) {
 		return nil
 	}
-	topts := opts.TaskOptions
-	if topts == nil || topts.GetValue() == nil {
-		topts = opts.RuntimeOptions
-	}
+	topts := taskOptions(opts)
 	info, err := tm.runtimeInfo(ctx, &apitypes.RuntimeRequest{RuntimePath: opts.Runtime, Options: typeurl.MarshalProto(topts)})
 	if err != nil {
 		return fmt.Errorf("runtime info: %w", err)
