@@ -49,6 +49,15 @@ type Options struct {
 	HoldStart bool
 }
 
+// Defaults of the Options (and of the recovery_* config keys).
+const (
+	DefaultConcurrency  = 64
+	DefaultDeadline     = 10 * time.Second
+	DefaultProbeTimeout = 2 * time.Second
+	DefaultRetryInitial = time.Second
+	DefaultRetryMax     = 30 * time.Second
+)
+
 // withDefaults fills in zero or negative values, so that a caller that
 // leaves a field unset gets sane behaviour rather than a tight re-probe
 // loop or a pass that probes nothing.
@@ -57,19 +66,19 @@ func (o Options) withDefaults() Options {
 		o.BootIDPath = "/proc/sys/kernel/random/boot_id"
 	}
 	if o.Concurrency < 1 {
-		o.Concurrency = 64
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.Deadline <= 0 {
-		o.Deadline = 10 * time.Second
+		o.Deadline = DefaultDeadline
 	}
 	if o.ProbeTimeout <= 0 {
-		o.ProbeTimeout = 2 * time.Second
+		o.ProbeTimeout = DefaultProbeTimeout
 	}
 	if o.RetryInitial <= 0 {
-		o.RetryInitial = time.Second
+		o.RetryInitial = DefaultRetryInitial
 	}
 	if o.RetryMax < o.RetryInitial {
-		o.RetryMax = max(30*time.Second, o.RetryInitial)
+		o.RetryMax = max(DefaultRetryMax, o.RetryInitial)
 	}
 	return o
 }

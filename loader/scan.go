@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -172,8 +173,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	if obs.Empty {
 		return
 	}
-	has := func(n string) bool { _, ok := names[n]; return ok }
-	obs.Joined = has(manager.FileSandbox)
+	obs.Joined = slices.Contains(names, manager.FileSandbox)
 
 	c, cerr := env.Containers().Get(ctx, obs.ID)
 	obs.Container = presence(c, cerr)
@@ -324,7 +324,7 @@ func presence[T any](_ T, err error) Presence {
 	return PresenceUnknown
 }
 
-func readDirNames(dir string) (map[string]struct{}, error) {
+func readDirNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
 	if err != nil {
 		return nil, err
@@ -334,11 +334,7 @@ func readDirNames(dir string) (map[string]struct{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]struct{}, len(names))
-	for _, n := range names {
-		out[n] = struct{}{}
-	}
-	return out, nil
+	return names, nil
 }
 
 func livenessOf(l manager.Liveness) Liveness {

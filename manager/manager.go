@@ -454,11 +454,6 @@ func (m *Manager) cleanupContext(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
 }
 
-// shutdownContext bounds the Shutdown call after a task delete.
-func (m *Manager) shutdownContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, m.cfg.Timeouts.Shutdown)
-}
-
 // reap tears down a task the daemon gives up on (after a failed Create, or
 // a leaked shim): task Delete, Shutdown and close, detached from the
 // caller under the cleanup budget. If Delete fails, Shutdown and close are
@@ -468,7 +463,7 @@ func (m *Manager) shutdownContext(ctx context.Context) (context.Context, context
 func (m *Manager) reap(ctx context.Context, t *Task) error {
 	dctx, cancel := m.cleanupContext(ctx)
 	defer cancel()
-	_, err := t.delete(dctx, m.shutdownContext, func() {})
+	_, err := t.delete(dctx, m.cfg.Timeouts.Shutdown, func() {})
 	if err == nil {
 		return nil
 	}

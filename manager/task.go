@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	task "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
@@ -277,7 +278,7 @@ func (t *Task) Shutdown(ctx context.Context) error {
 // bundle, as stock does. A Delete error other than NotFound or a closed
 // connection, or a failed Shutdown, leaves everything in place for a
 // retry, which then returns the cached exit.
-func (t *Task) delete(ctx context.Context, shutdownTimeout func(context.Context) (context.Context, context.CancelFunc), unregister func()) (*runtime.Exit, error) {
+func (t *Task) delete(ctx context.Context, shutdownTimeout time.Duration, unregister func()) (*runtime.Exit, error) {
 	resp, shimErr := t.task.Delete(ctx, &task.DeleteRequest{ID: t.ID()})
 	if shimErr != nil {
 		log.G(ctx).WithField("id", t.ID()).WithError(shimErr).Error("failed to delete task")
@@ -294,7 +295,7 @@ func (t *Task) delete(ctx context.Context, shutdownTimeout func(context.Context)
 		cached := *exit
 		t.deleteExit.Store(&cached)
 	}
-	sctx, cancel := shutdownTimeout(ctx)
+	sctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
 	err := t.Shutdown(sctx)
 	cancel()
 	if err != nil {

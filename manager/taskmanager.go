@@ -160,7 +160,7 @@ func (tm *TaskManager) Delete(ctx context.Context, taskID string) (*runtime.Exit
 	if err != nil {
 		return nil, err
 	}
-	exit, err := t.delete(ctx, tm.m.shutdownContext, func() { tm.m.Remove(ctx, s) })
+	exit, err := t.delete(ctx, tm.m.cfg.Timeouts.Shutdown, func() { tm.m.Remove(ctx, s) })
 	if err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("failed to delete task: %w", err)
 	}

@@ -99,11 +99,11 @@ type TaskConfig struct {
 
 // Recovery defaults.
 const (
-	defaultRecoveryConcurrency  = 64
-	defaultRecoveryDeadline     = Duration(10 * time.Second)
-	defaultRecoveryProbeTimeout = Duration(2 * time.Second)
-	defaultRecoveryRetryInitial = Duration(time.Second)
-	defaultRecoveryRetryMax     = Duration(30 * time.Second)
+	defaultRecoveryConcurrency  = loader.DefaultConcurrency
+	defaultRecoveryDeadline     = Duration(loader.DefaultDeadline)
+	defaultRecoveryProbeTimeout = Duration(loader.DefaultProbeTimeout)
+	defaultRecoveryRetryInitial = Duration(loader.DefaultRetryInitial)
+	defaultRecoveryRetryMax     = Duration(loader.DefaultRetryMax)
 )
 
 func defaultTaskConfig() *TaskConfig {
