@@ -71,6 +71,12 @@ func Remove(dir, path string) error {
 	if err != nil {
 		return err
 	}
+	return removeAs(path, fi)
+}
+
+// removeAs removes path, whose Lstat is fi: a symlink or any other
+// non-directory as itself, a directory with its tree.
+func removeAs(path string, fi fs.FileInfo) error {
 	if fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir() {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -104,7 +110,7 @@ func AtomicRemove(dir, path string) error {
 		return err
 	}
 	if fi.Mode()&fs.ModeSymlink != 0 || !fi.IsDir() {
-		return Remove(dir, path)
+		return removeAs(path, fi) // confined and looked at just above
 	}
 	// A leftover from an earlier crash would make the rename fail.
 	if err := Remove(dir, hidden); err != nil {
