@@ -104,6 +104,13 @@ func TestMisbehavingShim(t *testing.T) {
 				"(`sh: 0: getcwd() failed`), so the delete fails and the shim process is leaked",
 		},
 		{
+			// The daemon must stop the server of the shim it started:
+			// the shim's own delete does not.
+			name: "server never answers, delete leaves it", mode: fakeServeLeak, oursOnly: true,
+			stock:   "sends the task Create RPC to the shim with no deadline, so ctr run waits forever",
+			wantErr: []string{"did not answer within"},
+		},
+		{
 			name: "server never answers", mode: fakeServeHang, oursOnly: true,
 			stock: "sends the task Create RPC to the shim with no deadline, so ctr run waits forever",
 		},

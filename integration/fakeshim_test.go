@@ -46,6 +46,7 @@ const (
 	fakeStartGarbage = "start-garbage"
 	fakeStartHang    = "start-hang"
 	fakeServeHang    = "serve-hang"
+	fakeServeLeak    = "serve-hang-leak"
 
 	// What the fake prints, mirrored from testdata/fakeshim.
 	fakeStartFailMessage = "fakeshim: start refused on purpose"

@@ -49,10 +49,15 @@ type Decision struct {
 //
 //   - anything that is not a directory with a valid name is ignored;
 //   - an empty bundle is removed;
-//   - a shim proven gone is cleaned up, if its binary can run `shim
-//     delete` (which stops container processes that outlived the shim) or
-//     the machine rebooted; otherwise it is kept (reinstalling the runtime
-//     lets the next start clean it up);
+//   - a shim is cleaned up only on proof that it is gone: its socket is
+//     missing or refuses connections (Liveness gone) *and* no process of
+//     it is left (ShimProcess absent: nothing listens on its socket, even
+//     unlinked, and no process runs as its shim instance). Cleanup needs
+//     the shim's binary to run `shim delete` (which stops container
+//     processes that outlived the shim and unmounts); without it the
+//     bundle is kept (reinstalling the runtime lets a later probe clean it
+//     up). A gone socket with a live or unknown shim process is kept: the
+//     shim is alive but unreachable;
 //   - a shim of unknown liveness is kept;
 //   - a live shim is adopted, unless it says it has no task and its id is
 //     not a sandbox (and it is not a sandbox's shared shim): then it leaked
@@ -60,6 +65,9 @@ type Decision struct {
 //     kept (reaping removes the bundle, which must not happen without
 //     `shim delete` while the shim may still hold mounts). A live shim
 //     whose ownership is unknown is adopted.
+//
+// Rebooted (our boot id record differs) is reported, never acted on: a
+// stock daemon may have run in between without updating the record.
 func Decide(o Observation) Decision {
 	switch {
 	case o.Kind != KindDir:
@@ -72,10 +80,10 @@ func Decide(o Observation) Decision {
 	switch o.Liveness {
 	case LivenessGone:
 		switch {
-		case o.Rebooted:
-			// Nothing of the shim or its container survived the reboot, so
-			// the bundle goes even when `shim delete` cannot run.
-			return Decision{ActionCleanupDead, "machine rebooted since the shim started"}
+		case o.ShimProcess == PresenceFound:
+			return Decision{ActionKeep, "shim socket gone, but the shim process is alive: unreachable"}
+		case o.ShimProcess != PresenceAbsent:
+			return Decision{ActionKeep, "shim socket gone, but its process could not be ruled out"}
 		case o.Runtime != PresenceFound:
 			return Decision{ActionKeep, "shim gone, but its binary cannot be resolved to run shim delete"}
 		}

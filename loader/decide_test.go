@@ -17,7 +17,7 @@ var (
 )
 
 // allObservations calls f with every combination of facts Decide reads:
-// 4 kinds × 2^5 flags × 3^5 presences and livenesses × 4 task states.
+// 4 kinds × 2^4 flags × 3^6 presences and livenesses × 4 task states.
 func allObservations(f func(Observation)) {
 	for _, kind := range allKinds {
 		for _, valid := range allBools {
@@ -29,12 +29,17 @@ func allObservations(f func(Observation)) {
 								for _, rebooted := range allBools {
 									for _, live := range allLiveness {
 										for _, task := range allTaskStates {
-											f(Observation{
-												Namespace: "default", ID: "c1",
-												Kind: kind, ValidName: valid, Empty: empty, Joined: joined,
-												Runtime: rt, Container: ctr, Sandbox: sb,
-												Rebooted: rebooted, Liveness: live, Task: task,
-											})
+											for _, sp := range allPresences {
+												for _, ip := range allPresences {
+													f(Observation{
+														Namespace: "default", ID: "c1",
+														Kind: kind, ValidName: valid, Empty: empty, Joined: joined,
+														Runtime: rt, Container: ctr, Sandbox: sb,
+														Rebooted: rebooted, Liveness: live, Task: task,
+														ShimProcess: sp, InitProcess: ip,
+													})
+												}
+											}
 										}
 									}
 								}
@@ -60,7 +65,9 @@ func naiveDecide(o Observation) Action {
 		return ActionRemoveEmpty
 	}
 	canShimDelete := o.Runtime == PresenceFound
-	if o.Liveness == LivenessGone && (canShimDelete || o.Rebooted) {
+	// Dead: the socket is gone and so is every process of the shim.
+	dead := o.Liveness == LivenessGone && o.ShimProcess == PresenceAbsent
+	if dead && canShimDelete {
 		return ActionCleanupDead
 	}
 	leaked := o.Liveness == LivenessAlive && o.Task == TaskNone && o.Sandbox == PresenceAbsent && !o.Joined
@@ -79,7 +86,7 @@ func removesBundle(a Action) bool {
 }
 
 func TestDecideCrossProduct(t *testing.T) {
-	const want = 4 * 2 * 2 * 2 * 3 * 3 * 3 * 2 * 3 * 4
+	const want = 4 * 2 * 2 * 2 * 3 * 3 * 3 * 2 * 3 * 4 * 3 * 3
 	n := 0
 	seen := map[Action]int{}
 	allObservations(func(o Observation) {
@@ -136,6 +143,23 @@ func TestDecideCrossProduct(t *testing.T) {
 		if a == ActionCleanupDead && o.Liveness != LivenessGone {
 			fail("cleanup-dead of a shim that is not gone")
 		}
+		// No "gone" without the socket and the process both proven gone.
+		if a == ActionCleanupDead && o.ShimProcess != PresenceAbsent {
+			fail("cleanup-dead while the shim process is %s", o.ShimProcess)
+		}
+		// No kill on boot evidence from our own record: flipping Rebooted
+		// never changes the decision.
+		o3 := o
+		o3.Rebooted = !o.Rebooted
+		if Decide(o3) != d {
+			fail("decision depends on our boot id record")
+		}
+		// The container process is reported, never decisive either way.
+		o4 := o
+		o4.InitProcess = (o.InitProcess + 1) % 3
+		if Decide(o4) != d {
+			fail("decision depends on the init process")
+		}
 		// An empty bundle holds nothing to judge: the scan never probes it.
 		if bundle && o.Empty && a != ActionRemoveEmpty {
 			fail("empty bundle not removed")
@@ -160,11 +184,11 @@ func TestDecideCrossProduct(t *testing.T) {
 		if reachable && o.Runtime != PresenceFound && removesBundle(a) {
 			fail("bundle of a reachable shim removed without its binary")
 		}
-		// A gone shim is cleaned up only when `shim delete` can run or
-		// nothing survived a reboot; otherwise kept for a later start.
+		// A gone shim is cleaned up only when its process is proven gone
+		// too and `shim delete` can run; otherwise kept and re-probed.
 		if o.Liveness == LivenessGone {
 			wantA := ActionKeep
-			if o.Runtime == PresenceFound || o.Rebooted {
+			if o.Runtime == PresenceFound && o.ShimProcess == PresenceAbsent {
 				wantA = ActionCleanupDead
 			}
 			if a != wantA {
@@ -210,7 +234,19 @@ func TestDecideModelCatchesMutants(t *testing.T) {
 			return Decide(o).Action
 		},
 		"gone without binary cleaned up": func(o Observation) Action {
-			if o.Kind == KindDir && o.ValidName && !o.Empty && o.Liveness == LivenessGone {
+			if o.Kind == KindDir && o.ValidName && !o.Empty && o.Liveness == LivenessGone && o.ShimProcess == PresenceAbsent {
+				return ActionCleanupDead
+			}
+			return Decide(o).Action
+		},
+		"socket gone taken for death": func(o Observation) Action {
+			if o.Kind == KindDir && o.ValidName && !o.Empty && o.Liveness == LivenessGone && o.Runtime == PresenceFound {
+				return ActionCleanupDead
+			}
+			return Decide(o).Action
+		},
+		"reboot record trusted": func(o Observation) Action {
+			if o.Kind == KindDir && o.ValidName && !o.Empty && o.Rebooted && o.Liveness != LivenessAlive {
 				return ActionCleanupDead
 			}
 			return Decide(o).Action
@@ -266,24 +302,48 @@ func TestDecide(t *testing.T) {
 			// The socket is gone or refuses connections: the shim died
 			// while containerd was down. Run `shim delete`, remove the
 			// bundle and publish the exit.
-			name: "socket refused",
-			obs:  with(func(o *Observation) { o.Liveness = LivenessGone }),
+			name: "socket refused, no shim process",
+			obs:  with(func(o *Observation) { o.Liveness, o.ShimProcess = LivenessGone, PresenceAbsent }),
 			want: ActionCleanupDead,
+		},
+		{
+			// The socket file was removed (a tmp cleaner, an operator
+			// tidying /run) while the shim runs on: alive but unreachable.
+			name: "socket file removed, shim process alive",
+			obs:  with(func(o *Observation) { o.Liveness, o.ShimProcess = LivenessGone, PresenceFound }),
+			want: ActionKeep,
+		},
+		{
+			// /proc could not be read: the process is not ruled out.
+			name: "socket refused, shim process unknown",
+			obs:  with(func(o *Observation) { o.Liveness, o.ShimProcess = LivenessGone, PresenceUnknown }),
+			want: ActionKeep,
 		},
 		{
 			// Gone, but `shim delete` cannot run, and container processes
 			// may have outlived the shim: keep it for a start after the
 			// runtime is reinstalled.
 			name: "shim gone, binary uninstalled",
-			obs:  with(func(o *Observation) { o.Liveness, o.Runtime = LivenessGone, PresenceAbsent }),
+			obs: with(func(o *Observation) {
+				o.Liveness, o.ShimProcess, o.Runtime = LivenessGone, PresenceAbsent, PresenceAbsent
+			}),
 			want: ActionKeep,
 		},
 		{
-			// Nothing survives a reboot: remove the bundle even though
-			// the binary cannot be found.
-			name: "shim gone after reboot, binary uninstalled",
-			obs:  with(func(o *Observation) { o.Liveness, o.Runtime, o.Rebooted = LivenessGone, PresenceUnknown, true }),
-			want: ActionCleanupDead,
+			// Our boot id record differs, but a stock daemon may have
+			// run in between: the record proves nothing, the binary is
+			// still needed.
+			name: "shim gone, boot id record differs, binary uninstalled",
+			obs: with(func(o *Observation) {
+				o.Liveness, o.ShimProcess, o.Runtime, o.Rebooted = LivenessGone, PresenceAbsent, PresenceUnknown, true
+			}),
+			want: ActionKeep,
+		},
+		{
+			// A shim that answers is alive whatever the record says.
+			name: "alive, boot id record differs",
+			obs:  with(func(o *Observation) { o.Liveness, o.Task, o.Rebooted = LivenessAlive, TaskLive, true }),
+			want: ActionAdopt,
 		},
 		{
 			// The ordinary restart: the shim answers and has the task.

@@ -36,8 +36,10 @@ const (
 	LivenessUnknown Liveness = iota
 	// LivenessAlive: the shim answered the task API.
 	LivenessAlive
-	// LivenessGone: proven dead: the socket does not exist or refuses
-	// connections, or the machine rebooted since the shim started.
+	// LivenessGone: the shim's socket does not exist or refuses
+	// connections. On its own this is not proof of death (the socket file
+	// may have been removed under a running shim): Decide also needs
+	// Observation.ShimProcess absent.
 	LivenessGone
 )
 
@@ -76,10 +78,23 @@ type Observation struct {
 	// Container and Sandbox are the metadata records of this id.
 	Container Presence `json:"container"`
 	Sandbox   Presence `json:"sandbox"`
-	// Rebooted: the boot id changed since the last recovery.
+	// Rebooted: the boot id differs from the one our last pass recorded.
+	// Reported only: a stock daemon may have run in between, so it is no
+	// evidence about any shim.
 	Rebooted bool      `json:"rebooted"`
 	Liveness Liveness  `json:"liveness"`
 	Task     TaskState `json:"task"`
+	// ShimProcess, looked up in /proc when the socket is gone: Found if a
+	// unix socket bound to the shim's address still listens (even with its
+	// file removed) or a process runs as its shim instance (-namespace NS
+	// -id ID); Absent if neither; Unknown if not looked up or /proc could
+	// not be read.
+	ShimProcess Presence `json:"shim_process"`
+	// InitProcess: the pid in the bundle's init.pid is a live process
+	// (Found), is gone or a zombie (Absent), or there is no readable pid
+	// (Unknown). Reported: `shim delete` stops a container process that
+	// outlived its shim.
+	InitProcess Presence `json:"init_process"`
 }
 
 var kindNames = [...]string{"dir", "file", "symlink", "other"}

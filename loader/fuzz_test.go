@@ -140,7 +140,7 @@ func checkFuzzObservation(t *testing.T, fx *fixture, k string, s *scanned, probe
 		t.Errorf("%q: rebooted %v", k, o.Rebooted)
 	}
 	maxProbes := 0
-	if bundle && !rebooted {
+	if bundle {
 		// The recorded address, then the default one when the recorded
 		// one is not trusted.
 		maxProbes = 2
@@ -151,12 +151,12 @@ func checkFuzzObservation(t *testing.T, fx *fixture, k string, s *scanned, probe
 	switch {
 	case !bundle && (o.Liveness != LivenessUnknown || o.Task != TaskUnknown || o.Runtime != PresenceUnknown || o.Container != PresenceUnknown || o.Sandbox != PresenceUnknown):
 		t.Errorf("%q: not a bundle, but facts were gathered: %+v", k, o)
-	case bundle && rebooted && o.Liveness != LivenessGone:
-		t.Errorf("%q: liveness %s after a reboot", k, o.Liveness)
-	case bundle && !rebooted && probes == 0 && o.Liveness != LivenessUnknown:
+	case bundle && probes == 0 && o.Liveness != LivenessUnknown:
 		t.Errorf("%q: not probed, yet liveness %s", k, o.Liveness)
 	case o.Liveness != LivenessAlive && o.Task != TaskUnknown:
 		t.Errorf("%q: task %s of a shim that is not alive", k, o.Task)
+	case o.Liveness != LivenessGone && o.ShimProcess != PresenceUnknown:
+		t.Errorf("%q: shim process %s looked up though the socket is not gone", k, o.ShimProcess)
 	}
 	if (o.Runtime == PresenceFound) != (s.runtimePath != "") {
 		t.Errorf("%q: runtime %s with path %q", k, o.Runtime, s.runtimePath)

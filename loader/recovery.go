@@ -2,6 +2,8 @@ package loader
 
 import (
 	"context"
+	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -36,6 +38,9 @@ type Options struct {
 	RetryInitial, RetryMax time.Duration
 	// BootIDPath is /proc/sys/kernel/random/boot_id unless set (tests).
 	BootIDPath string
+	// ProcRoot is /proc unless set (tests): where shim processes and
+	// listening sockets are looked up.
+	ProcRoot string
 	// Observer, if set, is told of probes, decisions and outcomes.
 	Observer Observer
 	// CleanupAfterServing, if positive, is how long background cleanup
@@ -101,6 +106,7 @@ func (o Options) scanOptions(start time.Time, rebooted bool, observer Observer) 
 		probeTimeout: o.ProbeTimeout,
 		deadline:     start.Add(o.Deadline),
 		observer:     observer,
+		procs:        newProcSource(o.ProcRoot),
 	}
 }
 
@@ -146,6 +152,16 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 		rp.HeldStart = opts.HoldStart
 	})
 
+	// The record is written before the daemon serves. It is evidence of
+	// nothing (a stock daemon does not update it); it only lets the
+	// report say that the boot changed.
+	if bootID != "" {
+		if err := writeFileAtomic(filepath.Join(opts.RootDir, BootIDFile), []byte(bootID+"\n")); err != nil {
+			log.G(ctx).WithError(err).Error("failed to record boot id")
+			r.rep.update(func(rp *Report) { rp.Errors = append(rp.Errors, "record boot id: "+err.Error()) })
+		}
+	}
+
 	so := opts.scanOptions(start, rebooted, opts.Observer)
 	entries, warnings := list(so)
 	pend := make([]func(), len(entries))
@@ -161,7 +177,7 @@ func Run(ctx context.Context, m *manager.Manager, opts Options) *Recovery {
 	r.bg.Add(1)
 	go func() {
 		defer r.bg.Done()
-		r.judge(bctx, so, entries, warnings, pend, bootID)
+		r.judge(bctx, so, entries, warnings, pend)
 	}()
 	if opts.HoldStart {
 		<-r.judged
@@ -186,7 +202,7 @@ func (r *Recovery) ready(ctx context.Context, found int) {
 // judge probes and decides every entry, carries out the non-destructive
 // decisions and ends each entry's pending state, then goes on with the
 // background work.
-func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned, warnings []string, pend []func(), bootID string) {
+func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned, warnings []string, pend []func()) {
 	opts, m, obsv := r.opts, r.m, r.opts.Observer
 	// Each entry is decided and acted on as soon as it is observed, in the
 	// worker that observed it, and stops pending then.
@@ -199,7 +215,7 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 		e := &Entry{Observation: s.obs, Action: d.Action, Reason: d.Reason, Notes: s.notes, Duration: Millis(s.scanDur)}
 		reports[i] = e
 		obsv.Decided(opts.StateDir, d.Action)
-		r.actNow(ctx, s, e)
+		r.actNow(ctx, so, s, e)
 		if d.Action.Destructive() {
 			// Held before it stops pending, so that a Create of the same
 			// id waits for the cleanup rather than meeting the old bundle.
@@ -239,7 +255,7 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 	r.logSummary(ctx, "recovery judged")
 	close(r.judged)
 
-	r.background(ctx, entries, reports, holds, orphans, orphanHolds, bootID)
+	r.background(ctx, entries, reports, holds, orphans, orphanHolds)
 }
 
 // Judged waits until every entry of the pass has its verdict, or ctx ends.
@@ -253,8 +269,9 @@ func (r *Recovery) Judged(ctx context.Context) error {
 }
 
 // actNow performs the non-destructive part of a decision, on the
-// readiness path.
-func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
+// readiness path. Every bundle kept, and every one whose adoption failed,
+// is registered as a placeholder and re-probed: none is left unlisted.
+func (r *Recovery) actNow(ctx context.Context, so scanOptions, s *scanned, e *Entry) {
 	logger := log.G(ctx).WithFields(log.Fields{"namespace": s.obs.Namespace, "id": s.obs.ID, "action": e.Action.String(), "reason": e.Reason})
 	keepConn := false
 	defer func() {
@@ -264,25 +281,16 @@ func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
 	}()
 	switch e.Action {
 	case ActionAdopt:
-		sh := s.probe.Shim
-		if err := sh.Arm(); err != nil {
-			e.Outcome, e.Error = OutcomeFailed, err.Error()
-			break
-		}
-		if err := r.m.Add(ctx, sh); err != nil {
-			e.Outcome, e.Error = OutcomeFailed, err.Error()
+		if err := r.adopt(ctx, s); err != nil {
+			// Not in service: listed as a placeholder and probed again,
+			// never abandoned.
+			e.Notes = append(e.Notes, "adopt: "+err.Error())
+			logger.WithError(err).Warn("failed to adopt shim; probing it again")
+			r.keep(ctx, logger, so, s, e, "adoption failed: "+err.Error())
 			break
 		}
 		keepConn = true
 		e.Outcome = OutcomeDone
-		r.m.Monitor(ctx, sh)
-		if s.migrate || s.probe.Downgraded {
-			// Record what the shim speaks so the next start need not
-			// rediscover it.
-			if err := r.m.WriteBootstrapFor(sh); err != nil {
-				e.Notes = append(e.Notes, "write bootstrap.json: "+err.Error())
-			}
-		}
 		logger.Debug("adopted shim")
 	case ActionReapLeaked:
 		keepConn = true
@@ -290,18 +298,7 @@ func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
 	case ActionCleanupDead, ActionRemoveEmpty:
 		e.Outcome = OutcomePending
 	case ActionKeep:
-		e.Outcome = OutcomeDone
-		if s.params != nil && !s.guessed && s.obs.Liveness == LivenessUnknown {
-			ph := r.m.NewUnresponsive(s.bundle, s.runtimePath, time.Now())
-			if err := r.m.Add(ctx, ph); err != nil {
-				e.Notes = append(e.Notes, "register unresponsive: "+err.Error())
-				break
-			}
-			e.Outcome = OutcomeProbing
-			r.probing.Add(1)
-			r.opts.Observer.Unresponsive(r.opts.StateDir, 1)
-			go r.reprobe(log.WithLogger(context.WithoutCancel(ctx), logger), s, ph, e)
-		}
+		r.keep(ctx, logger, so, s, e, e.Reason)
 		logger.Warn("kept shim state untouched")
 	case ActionIgnore:
 		e.Outcome = OutcomeDone
@@ -311,9 +308,50 @@ func (r *Recovery) actNow(ctx context.Context, s *scanned, e *Entry) {
 	}
 }
 
+// adopt puts the probed shim in service: armed, registered, monitored,
+// and its bootstrap.json brought up to date.
+func (r *Recovery) adopt(ctx context.Context, s *scanned) error {
+	sh := s.probe.Shim
+	if sh == nil {
+		return errors.New("no connection to the shim")
+	}
+	if err := sh.Arm(); err != nil {
+		return err
+	}
+	if err := r.m.Add(ctx, sh); err != nil {
+		return err
+	}
+	r.m.Monitor(ctx, sh)
+	if s.migrate || s.probe.Downgraded {
+		// Record what the shim speaks so the next start need not
+		// rediscover it.
+		if err := r.m.WriteBootstrapFor(sh); err != nil {
+			s.note("write bootstrap.json: " + err.Error())
+		}
+	}
+	return nil
+}
+
+// keep registers a placeholder for a bundle that may be alive, so that its
+// task is listed (UNKNOWN) and calls on it fail naming why, and re-probes
+// it in the background until it is adopted or proven gone.
+func (r *Recovery) keep(ctx context.Context, logger *log.Entry, so scanOptions, s *scanned, e *Entry, why string) {
+	e.Outcome = OutcomeDone
+	ph := r.m.NewUnresponsive(s.bundle, s.runtimePath, time.Now(), why)
+	if err := r.m.Add(ctx, ph); err != nil {
+		// Another pass (the sandbox controller's) registered the id.
+		e.Notes = append(e.Notes, "register placeholder: "+err.Error())
+		return
+	}
+	e.Outcome = OutcomeProbing
+	r.probing.Add(1)
+	r.opts.Observer.Unresponsive(r.opts.StateDir, 1)
+	go r.reprobe(log.WithLogger(context.WithoutCancel(ctx), logger), so, s, ph, e)
+}
+
 // background performs the destructive decisions (the entries with a hold)
 // and the work-dir GC, then records the boot id.
-func (r *Recovery) background(ctx context.Context, entries []*scanned, reports []*Entry, holds []func(), orphans []string, orphanHolds []func(), bootID string) {
+func (r *Recovery) background(ctx context.Context, entries []*scanned, reports []*Entry, holds []func(), orphans []string, orphanHolds []func()) {
 	var destructive []int
 	for i, h := range holds {
 		if h != nil {
@@ -330,8 +368,6 @@ func (r *Recovery) background(ctx context.Context, entries []*scanned, reports [
 	// Removals yield to the daemon's foreground work: each may spawn a
 	// `shim delete`, and a CPU's worth of them at a time keeps the rest
 	// of the daemon responsive (the ids stay held meanwhile).
-	var exits []func()
-	var mu sync.Mutex
 	forEach(min(r.opts.Concurrency, goruntime.GOMAXPROCS(0)), len(destructive), func(k int) {
 		i := destructive[k]
 		defer holds[i]()
@@ -352,30 +388,35 @@ func (r *Recovery) background(ctx context.Context, entries []*scanned, reports [
 				e.Outcome = OutcomeDone
 			}
 		})
-		if publish != nil {
-			mu.Lock()
-			exits = append(exits, publish)
-			mu.Unlock()
-		}
+		// The exit and delete events go out before the id is released,
+		// so that no subscriber sees them after a new task of the id.
+		r.publish(ctx, publish)
 	})
 
 	var removed []string
 	for i, o := range orphans {
 		ns, id, _ := strings.Cut(o, "/")
-		if err := removeWorkDir(r.opts, ns, id); err != nil {
-			r.rep.update(func(rp *Report) { rp.Warnings = append(rp.Warnings, "remove work dir "+o+": "+err.Error()) })
-		} else {
-			removed = append(removed, o)
+		// Looked at again just before the removal, under the lock that
+		// Create holds while it makes a bundle: a bundle made since the
+		// work dir was listed keeps it.
+		unlock := r.m.LockID(ns, id)
+		switch still, err := orphanedWorkDir(r.opts, ns, id); {
+		case err != nil:
+			r.rep.update(func(rp *Report) { rp.Warnings = append(rp.Warnings, "look at work dir "+o+" again: "+err.Error()) })
+		case !still:
+			log.G(ctx).WithField("work_dir", o).Info("work dir has a bundle again; kept")
+		default:
+			if err := removeWorkDir(r.opts, ns, id); err != nil {
+				r.rep.update(func(rp *Report) { rp.Warnings = append(rp.Warnings, "remove work dir "+o+": "+err.Error()) })
+			} else {
+				removed = append(removed, o)
+			}
 		}
+		unlock()
 		orphanHolds[i]()
 	}
 	r.rep.update(func(rp *Report) { rp.WorkDirsRemoved = append(rp.WorkDirsRemoved, removed...) })
 
-	if bootID != "" {
-		if err := writeFileAtomic(filepath.Join(r.opts.RootDir, BootIDFile), []byte(bootID+"\n")); err != nil {
-			log.G(ctx).WithError(err).Warn("failed to record boot id")
-		}
-	}
 	stopProgress(r.opts.Observer) // before Finished: observers see the pass end first
 	r.rep.update(func(rp *Report) { rp.Finished = time.Now() })
 	if err := r.rep.write(); err != nil {
@@ -383,17 +424,20 @@ func (r *Recovery) background(ctx context.Context, entries []*scanned, reports [
 	}
 	r.logSummary(ctx, "recovery finished")
 
-	if len(exits) > 0 {
-		// Subscribers (ctr events, CRI) connect once the daemon serves.
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		if err := r.m.WaitServing(sctx); err != nil {
-			log.G(ctx).WithError(err).Warn("daemon not serving; publishing exit events anyway")
-		}
-		for _, p := range exits {
-			p()
-		}
+}
+
+// publish sends a dead shim's events once the daemon serves
+// (subscribers connect then), or after two minutes in any case.
+func (r *Recovery) publish(ctx context.Context, publish func()) {
+	if publish == nil {
+		return
 	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := r.m.WaitServing(sctx); err != nil {
+		log.G(ctx).WithError(err).Warn("daemon not serving; publishing exit events anyway")
+	}
+	publish()
 }
 
 // destroy carries out a destructive decision. It returns the events to
@@ -423,7 +467,7 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 			return nil, err
 		}
 		if !s.obs.Joined {
-			address := s.recorded
+			address := ""
 			if s.params != nil {
 				address = s.params.Address
 			}
@@ -441,69 +485,91 @@ func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), e
 	return nil, nil
 }
 
-// reprobe probes a kept shim with backoff until it answers (it is then
-// adopted in place of its placeholder) or is proven gone (cleaned up).
-func (r *Recovery) reprobe(ctx context.Context, s *scanned, ph *manager.Shim, e *Entry) {
+// reprobe observes a kept bundle again, with backoff and jitter, until it
+// is adopted in place of its placeholder or proven gone (then destroyed
+// under the id's hold, its events published before the hold is released).
+func (r *Recovery) reprobe(ctx context.Context, so scanOptions, s *scanned, ph *manager.Shim, e *Entry) {
 	defer r.probing.Done()
 	defer r.opts.Observer.Unresponsive(r.opts.StateDir, -1)
 	delay := r.opts.RetryInitial
 	for {
-		time.Sleep(delay)
+		time.Sleep(jitter(delay))
+		delay = min(delay*2, r.opts.RetryMax)
 		if cur, err := r.m.Get(nsContext(ctx, s), s.obs.ID); err != nil || cur != ph {
 			return // deleted or replaced meanwhile
 		}
-		pctx, cancel := context.WithTimeout(nsContext(ctx, s), r.opts.ProbeTimeout)
+		// A fresh observation: the facts may have changed in any way.
+		n := &scanned{obs: Observation{Namespace: s.obs.Namespace, ID: s.obs.ID, Rebooted: s.obs.Rebooted}, bundle: s.bundle}
+		po := so
+		po.deadline = time.Now().Add(r.opts.ProbeTimeout)
+		po.observer = nil
 		pstart := time.Now()
-		res := r.m.Probe(pctx, s.bundle, s.runtimePath, s.params)
-		cancel()
-		r.opts.Observer.Probed(r.opts.StateDir, livenessOf(res.Liveness), time.Since(pstart))
-		switch res.Liveness {
-		case manager.LivenessAlive:
-			if err := res.Shim.Arm(); err != nil {
+		observe(nsContext(ctx, n), r.m, po, n)
+		r.opts.Observer.Probed(r.opts.StateDir, n.obs.Liveness, time.Since(pstart))
+		d := Decide(n.obs)
+		switch {
+		case n.obs.Kind != KindDir:
+			// Someone removed (or replaced) the bundle: nothing is left
+			// to keep listed.
+			r.m.Remove(ctx, ph)
+			r.settle(e, n, d, "kept bundle was removed: "+d.Reason, OutcomeDone, nil)
+			log.G(ctx).Warn("kept bundle was removed; no longer listed")
+			return
+		case d.Action == ActionAdopt:
+			if err := n.probe.Shim.Arm(); err != nil {
 				// Not in service yet: the placeholder stays, and so does
 				// the probing, rather than leaving it unprobed for good.
-				res.Shim.Abandon()
+				n.probe.Shim.Abandon()
 				log.G(ctx).WithError(err).Warn("unresponsive shim answered but could not be armed; probing again")
-				break
+				continue
 			}
-			if r.m.Replace(ctx, ph, res.Shim) {
-				r.m.Monitor(ctx, res.Shim)
-				r.rep.update(func(*Report) {
-					e.Liveness, e.Action, e.Reason, e.Outcome = LivenessAlive, ActionAdopt, "unresponsive shim answered", OutcomeDone
-				})
-				_ = r.rep.write()
-				log.G(ctx).Info("unresponsive shim answered; adopted")
+			if !r.m.Replace(ctx, ph, n.probe.Shim) {
+				n.probe.Shim.Abandon()
 				return
 			}
-			res.Shim.Abandon()
+			r.m.Monitor(ctx, n.probe.Shim)
+			r.settle(e, n, d, "unresponsive shim answered", OutcomeDone, nil)
+			log.G(ctx).Info("unresponsive shim answered; adopted")
 			return
-		case manager.LivenessGone:
+		case d.Action.Destructive():
 			release := r.m.Hold(s.obs.Namespace, s.obs.ID)
 			r.m.Remove(ctx, ph)
-			s.obs.Liveness = LivenessGone
-			d := Decide(s.obs)
-			var err error
-			var publish func()
-			if d.Action == ActionCleanupDead {
-				publish, err = r.destroy(ctx, s, d.Action)
+			publish, err := r.destroy(ctx, n, d.Action)
+			outcome := OutcomeDone
+			if err != nil {
+				outcome = OutcomeFailed
 			}
+			r.settle(e, n, d, "unresponsive shim is gone: "+d.Reason, outcome, err)
+			r.publish(ctx, publish)
 			release()
-			r.rep.update(func(*Report) {
-				// The entry shows the facts the new decision rests on.
-				e.Liveness = LivenessGone
-				e.Action, e.Reason, e.Outcome = d.Action, "unresponsive shim is gone: "+d.Reason, OutcomeDone
-				if err != nil {
-					e.Outcome, e.Error = OutcomeFailed, err.Error()
-				}
-			})
-			_ = r.rep.write()
-			if publish != nil {
-				publish()
-			}
 			return
 		}
-		delay = min(delay*2, r.opts.RetryMax)
+		if n.probe.Shim != nil {
+			n.probe.Shim.Abandon()
+		}
 	}
+}
+
+// settle records a re-probe's verdict in the entry of the report.
+func (r *Recovery) settle(e *Entry, n *scanned, d Decision, reason, outcome string, err error) {
+	r.rep.update(func(*Report) {
+		// The entry shows the facts the new decision rests on.
+		e.Observation = n.obs
+		e.Action, e.Reason, e.Outcome = d.Action, reason, outcome
+		e.Notes = append(e.Notes, n.notes...)
+		if err != nil {
+			e.Error = err.Error()
+		}
+	})
+	_ = r.rep.write()
+}
+
+// jitter spreads re-probes of many shims kept at once over ±20% of d.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d - d/5 + rand.N(2*d/5+1)
 }
 
 // Wait waits for the background work, re-probes excepted.

@@ -75,6 +75,9 @@ type Report struct {
 	Entries         []*Entry       `json:"entries"`
 	WorkDirsRemoved []string       `json:"work_dirs_removed,omitempty"`
 	Warnings        []string       `json:"warnings,omitempty"`
+	// Errors: what the pass failed to do that an operator must see (a
+	// boot id record that could not be written, say).
+	Errors []string `json:"errors,omitempty"`
 }
 
 // report guards a Report shared by the pass and its background work.

@@ -247,7 +247,7 @@ func TestRunEndToEnd(t *testing.T) {
 		outcome string
 	}{
 		"adopt": {ActionAdopt, OutcomeDone}, "leak": {ActionReapLeaked, ""}, "dead": {ActionCleanupDead, ""},
-		"hung": {ActionKeep, OutcomeProbing}, "nobin": {ActionKeep, OutcomeDone}, "empty": {ActionRemoveEmpty, ""},
+		"hung": {ActionKeep, OutcomeProbing}, "nobin": {ActionKeep, OutcomeProbing}, "empty": {ActionRemoveEmpty, ""},
 	} {
 		e := ready[id]
 		if e == nil {

@@ -47,13 +47,9 @@ type scanned struct {
 	migrate bool
 	// guessed: the address is the default one, not a recorded one.
 	guessed bool
-	// recorded is the address in bootstrap.json after a reboot, which
-	// skips the probe: cleanup removes its socket file from a socket dir
-	// that is not on tmpfs.
-	recorded string
-	probe    manager.ProbeResult
-	notes    []string
-	scanDur  time.Duration
+	probe   manager.ProbeResult
+	notes   []string
+	scanDur time.Duration
 }
 
 type scanOptions struct {
@@ -64,6 +60,8 @@ type scanOptions struct {
 	deadline          time.Time
 	// observer is told of each probe; nil is a no-op.
 	observer Observer
+	// procs is the /proc snapshot that proves a shim process gone.
+	procs *procSource
 }
 
 // scan lists and observes every entry under <state>/<ns> of every
@@ -196,14 +194,6 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	}
 
 	params, form, err := readBootstrap(path)
-	if o.rebooted {
-		// Nothing survived the reboot: no probe.
-		if err == nil {
-			s.recorded = params.Address
-		}
-		obs.Liveness = LivenessGone
-		return
-	}
 	// Where to look for the shim: the recorded address, and, when there is
 	// none or it may be a damaged file read as an address, the default
 	// address of a shim started for this id.
@@ -265,6 +255,12 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	}
 	if o.observer != nil {
 		o.observer.Probed(o.stateDir, obs.Liveness, time.Since(pstart))
+	}
+	if obs.Liveness != LivenessAlive {
+		obs.InitProcess = initProcess(s)
+	}
+	if obs.Liveness == LivenessGone {
+		obs.ShimProcess = shimProcess(o.procs, s, candidates, pstart)
 	}
 	if obs.Liveness != LivenessAlive {
 		return

@@ -1,6 +1,9 @@
 package loader
 
 import (
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/shimkeeper/shimkeeper/cleanup"
@@ -19,6 +22,16 @@ func cleanupOrphans(o Options) ([]string, error) {
 		return orphans, err2
 	}
 	return orphans, err3
+}
+
+// orphanedWorkDir reports whether the work dir of ns/id has (still) no
+// bundle beside it.
+func orphanedWorkDir(o Options, ns, id string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(o.StateDir, ns, id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	return false, err
 }
 
 func removeWorkDir(o Options, ns, id string) error {

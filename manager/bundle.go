@@ -27,7 +27,9 @@ const (
 	FileSandbox    = "sandbox"
 	FileLog        = "log"
 	FileWork       = "work"
-	DirRootfs      = "rootfs"
+	// FileInitPid is written by the runc shim: its task's first process.
+	FileInitPid = "init.pid"
+	DirRootfs   = "rootfs"
 )
 
 // Bundle is the on-disk state of one shim: <state>/<ns>/<id>, with its work

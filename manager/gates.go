@@ -154,3 +154,57 @@ func (m *Manager) waitHeldCtx(ctx context.Context, id string) error {
 	}
 	return m.WaitHeld(ctx, ns, id)
 }
+
+// idLocks serialise, per ns/id, making a bundle (Create) with recovery's
+// last look before it removes what belongs to the id (an orphaned work
+// dir): whichever comes second sees what the first did on disk.
+type idLocks struct {
+	mu sync.Mutex
+	m  map[string]*idLock
+}
+
+type idLock struct {
+	n  int
+	mu sync.Mutex
+}
+
+func (l *idLocks) lock(ns, id string) (unlock func()) {
+	k := gateKey(ns, id)
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*idLock{}
+	}
+	e, ok := l.m[k]
+	if !ok {
+		e = &idLock{}
+		l.m[k] = e
+	}
+	e.n++
+	l.mu.Unlock()
+	e.mu.Lock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			e.mu.Unlock()
+			l.mu.Lock()
+			if e.n--; e.n == 0 {
+				delete(l.m, k)
+			}
+			l.mu.Unlock()
+		})
+	}
+}
+
+// LockID holds ns/id exclusively until unlock is called: Create holds it
+// while it makes the bundle, recovery while it checks that a work dir is
+// still orphaned and removes it.
+func (m *Manager) LockID(ns, id string) (unlock func()) { return m.idLocks.lock(ns, id) }
+
+// lockIDCtx is LockID in the context's namespace.
+func (m *Manager) lockIDCtx(ctx context.Context, id string) (func(), error) {
+	ns, err := namespaces.NamespaceRequired(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.LockID(ns, id), nil
+}

@@ -24,6 +24,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/plugins"
+
+	"github.com/shimkeeper/shimkeeper/cleanup"
+	"github.com/shimkeeper/shimkeeper/proc"
 )
 
 // Timeouts are the shim budgets, read once from containerd's [timeouts].
@@ -60,6 +63,7 @@ type Manager struct {
 	runtimes *runtimeResolver
 	holds    gates
 	pending  gates
+	idLocks  idLocks
 	// servingSeen: containerd's grpc address has accepted a connection.
 	servingSeen atomic.Bool
 	monitor     atomic.Pointer[runtime.TaskMonitor]
@@ -260,6 +264,9 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 		return nil, err
 	}
 	started := false
+	var params *bootapi.BootstrapResult
+	// Processes that started after this are ones this start made.
+	before := proc.NowTicks()
 	defer func() {
 		if retErr == nil {
 			return
@@ -270,11 +277,16 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 			// `shim delete` stops it and whatever it created.
 			m.runShimDelete(ctx, bin)
 		}
+		if params != nil {
+			// `shim delete` need not stop the shim's own server (the
+			// runc shim's does not): stop the one this start made.
+			m.stopStarted(ctx, b, params.Address, before)
+		}
 	}()
 
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Start)
 	defer cancel()
-	params, err := bin.start(sctx, typeurl.MarshalProto(topts))
+	params, err = bin.start(sctx, typeurl.MarshalProto(topts))
 	if err != nil {
 		// A shim we killed on timeout may have forked before dying.
 		started = sctx.Err() != nil
@@ -308,6 +320,37 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
 	return s, nil
+}
+
+// stopStarted kills and waits for the processes of a shim this Create
+// started and gives up on: those listening at address, and those started
+// as its shim instance (-namespace NS -id ID), that started after before
+// (clock ticks since boot). A shim that was already running (a grouped
+// shim whose `start` returned the address of the group's) started earlier
+// and is left alone.
+func (m *Manager) stopStarted(ctx context.Context, b *Bundle, address string, before uint64) {
+	pids, err := proc.ListenerPIDs(proc.Root, address)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("address", address).Warn("failed to look for the server of a failed shim")
+	}
+	if x, err := proc.Snapshot(proc.Root); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to look for the processes of a failed shim")
+	} else {
+		pids = append(pids, x.ShimPIDs(b.Namespace, b.ID)...)
+	}
+	seen := map[int]bool{}
+	for _, pid := range pids {
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		st, err := proc.Stat(proc.Root, pid)
+		if err != nil || !st.Exists || st.StartTicks+1 < before {
+			continue
+		}
+		err = cleanup.KillStarted(pid, st.StartTicks, m.cfg.Timeouts.Cleanup)
+		log.G(ctx).WithError(err).WithFields(log.Fields{"pid": pid, "address": address}).Warn("stopped the server of a shim whose start failed")
+	}
 }
 
 // probeNew checks that a freshly started shim answers the task API before

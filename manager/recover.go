@@ -70,9 +70,9 @@ func (m *Manager) RemoveSocket(ctx context.Context, b *Bundle, address string) e
 	for _, a := range candidates {
 		p, ok := strings.CutPrefix(a, "unix://")
 		if !ok || !cleanup.Within(m.cfg.SocketDir, p) {
-			continue
+			continue // abstract, or not in the socket dir at all
 		}
-		if err := cleanup.Remove(m.cfg.SocketDir, p); err != nil {
+		if err := cleanup.RemoveSocket(m.cfg.SocketDir, p); err != nil {
 			errs = append(errs, err)
 		}
 	}

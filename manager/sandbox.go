@@ -67,7 +67,12 @@ func (c *SandboxController) Create(ctx context.Context, info sandbox.Sandbox, op
 	if _, err := c.m.Get(ctx, id); err == nil {
 		return fmt.Errorf("sandbox %s already running: %w", id, errdefs.ErrAlreadyExists)
 	}
+	unlock, err := c.m.lockIDCtx(ctx, id)
+	if err != nil {
+		return err
+	}
 	b, err := NewBundle(ctx, c.stateDir, c.rootDir, id, info.Spec)
+	unlock()
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,8 @@ type Shim struct {
 	// unresponsiveSince is set on a placeholder for a shim that recovery
 	// could not judge (see NewUnresponsive).
 	unresponsiveSince time.Time
+	// unresponsiveWhy is the reason recovery kept it, for its errors.
+	unresponsiveWhy string
 }
 
 // ID of the task or sandbox the shim serves.
@@ -109,7 +111,7 @@ func (s *Shim) Downgrade() error {
 
 func (s *Shim) taskClient() (taskClient, error) {
 	if s.Unresponsive() {
-		return unresponsiveClient{id: s.ID(), since: s.unresponsiveSince}, nil
+		return unresponsiveClient{id: s.ID(), since: s.unresponsiveSince, why: s.unresponsiveWhy}, nil
 	}
 	return newTaskClient(s.client, s.Version())
 }

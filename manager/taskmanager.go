@@ -50,7 +50,12 @@ func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.C
 	if err := tm.m.waitHeldCtx(ctx, taskID); err != nil {
 		return nil, err
 	}
+	unlock, err := tm.m.lockIDCtx(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
 	b, err := NewBundle(ctx, tm.stateDir, tm.rootDir, taskID, opts.Spec)
+	unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -6,17 +6,20 @@ import (
 	"time"
 
 	task "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // NewUnresponsive returns a placeholder for a shim that recovery could not
-// judge: it may be alive, so its task stays listed (with an unknown state)
-// and its bundle untouched, while calls on it fail at once with a clear
-// error. Recovery replaces it when the shim answers or is proven gone.
-func (m *Manager) NewUnresponsive(b *Bundle, runtimePath string, since time.Time) *Shim {
+// judge or reach: it may be alive, so its task stays listed (with an
+// unknown state) and its bundle untouched, while calls on it fail at once
+// with a clear error that gives why (recovery's reason). Recovery replaces
+// it when the shim answers or is proven gone.
+func (m *Manager) NewUnresponsive(b *Bundle, runtimePath string, since time.Time, why string) *Shim {
 	s := &Shim{bundle: b, binary: m.binaryFor(b, runtimePath)}
 	s.unresponsiveSince = since
+	s.unresponsiveWhy = why
 	return s
 }
 
@@ -25,21 +28,27 @@ func (m *Manager) NewUnresponsive(b *Bundle, runtimePath string, since time.Time
 func (s *Shim) Unresponsive() bool { return !s.unresponsiveSince.IsZero() }
 
 // unresponsiveClient answers every task API call of a placeholder. State
-// fails with a plain (unknown-class) error so that `ctr task ls` still
-// lists the task, with status UNKNOWN; every other call fails as
-// Unavailable.
+// answers with status UNKNOWN and no error, so that `ctr task ls` and CRI
+// still list the task (the tasks service logs one warning per listing of
+// an unknown status, and would log an error besides for a failed State);
+// every other call fails as Unavailable, naming the reason.
 type unresponsiveClient struct {
 	id    string
 	since time.Time
+	why   string
 }
 
 func (u unresponsiveClient) err(class error) error {
-	return fmt.Errorf("shim of task %s has not answered since %s; shimkeeper keeps probing it and leaves its state untouched: %w",
-		u.id, u.since.UTC().Format(time.RFC3339), class)
+	why := ""
+	if u.why != "" {
+		why = " (" + u.why + ")"
+	}
+	return fmt.Errorf("shim of task %s has not answered since %s%s; shimkeeper keeps probing it and leaves its state untouched: %w",
+		u.id, u.since.UTC().Format(time.RFC3339), why, class)
 }
 
-func (u unresponsiveClient) State(context.Context, *task.StateRequest) (*task.StateResponse, error) {
-	return nil, u.err(errdefs.ErrUnknown)
+func (u unresponsiveClient) State(_ context.Context, r *task.StateRequest) (*task.StateResponse, error) {
+	return &task.StateResponse{ID: r.ID, ExecID: r.ExecID, Status: tasktypes.Status_UNKNOWN}, nil
 }
 func (u unresponsiveClient) Create(context.Context, *task.CreateTaskRequest) (*task.CreateTaskResponse, error) {
 	return nil, u.err(errdefs.ErrUnavailable)

@@ -35,7 +35,7 @@ func writePlan(w io.Writer, rs []PluginReport) error {
 	for _, r := range rs {
 		fmt.Fprintf(w, "\n%s: %s: %d entries%s\n", r.Plugin, r.StateDir, len(r.Entries), totals(r.Totals))
 		if r.Rebooted {
-			fmt.Fprintf(w, "%s: the machine rebooted since the last recovery (boot id %s): every shim counts as gone\n", r.Plugin, r.BootID)
+			fmt.Fprintf(w, "%s: the boot id differs from the last recovery's record (now %s); noted only: every shim is probed as always\n", r.Plugin, r.BootID)
 		}
 		if len(r.WorkDirsRemoved) > 0 {
 			fmt.Fprintf(w, "%s: work dirs that would be removed (no bundle): %s\n", r.Plugin, strings.Join(r.WorkDirsRemoved, " "))
@@ -69,9 +69,12 @@ func writeReports(w io.Writer, rs []PluginReport) error {
 		}
 		fmt.Fprintf(w, "  started %s, held the daemon %s, every shim judged %s, background finished %s\n",
 			r.StartedAt.Format(time.RFC3339Nano), time.Duration(r.Ready), judged, finished)
-		fmt.Fprintf(w, "  boot id %s, rebooted %t, %d entries%s%s\n", r.BootID, r.Rebooted, len(r.Entries), totals(r.Totals), outcomes(r.Outcomes))
+		fmt.Fprintf(w, "  boot id %s, differs from the last record %t (noted, not evidence), %d entries%s%s\n", r.BootID, r.Rebooted, len(r.Entries), totals(r.Totals), outcomes(r.Outcomes))
 		if len(r.WorkDirsRemoved) > 0 {
 			fmt.Fprintf(w, "  work dirs removed: %s\n", strings.Join(r.WorkDirsRemoved, " "))
+		}
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "  ERROR: %s\n", e)
 		}
 		for _, warn := range r.Warnings {
 			fmt.Fprintf(w, "  warning: %s\n", warn)

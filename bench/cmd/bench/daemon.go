@@ -301,7 +301,10 @@ type taskInfo struct {
 func (b *bench) alternate(res *caseResult, measure func(name string, round int) *runResult) {
 	for round := 1; round <= b.o.rounds; round++ {
 		order := daemons
-		if round%2 == 0 {
+		switch {
+		case res.def.oursOnly:
+			order = daemons[:1]
+		case round%2 == 0:
 			order = []string{daemons[1], daemons[0]}
 		}
 		for _, name := range order {

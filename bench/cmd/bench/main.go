@@ -39,6 +39,9 @@ type caseDef struct {
 	target float64
 	// rssTarget is the goal for the median RSS, ours/stock (0: none).
 	rssTarget float64
+	// oursOnly: stock is not run (it would take many minutes a round:
+	// it loads hung shims one after the other).
+	oursOnly bool
 }
 
 var allCases = []caseDef{
@@ -46,6 +49,10 @@ var allCases = []caseDef{
 	{key: "live1000", name: "1000 live", live: 1000, floor: true, target: 0.5},
 	{key: "live3000", name: "3000 live", live: 3000, floor: true, target: 0.5, rssTarget: 1.0},
 	{key: "hung", name: "100 live + 10 hung", live: 100, hung: 10, target: 0.1},
+	// More hung shims (first in order) than the recovery deadline can
+	// reach: every live task must still be listed RUNNING and every hung
+	// bundle kept and listed UNKNOWN (the post-state check).
+	{key: "manyhung", name: "100 live + 400 hung (ours only)", live: 100, hung: 400, oursOnly: true},
 	{key: "dead", name: "100 live + 100 dead", live: 100, dead: 100, target: 0.2},
 	{key: "leaked", name: "100 live + 50 leaked", live: 100, leaked: 50, target: 0.3},
 	{key: "exited", name: "100 live + 20 exited", live: 100, exited: 20},

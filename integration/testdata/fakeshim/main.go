@@ -23,6 +23,9 @@
 //	serve-hang     start forks a server that listens on <bundle>/fake.sock,
 //	               accepts connections and never answers, then prints
 //	               unix://<bundle>/fake.sock as its address.
+//	serve-hang-leak  serve-hang whose delete leaves the server running, as
+//	               the runc shim's delete leaves its own server: only the
+//	               daemon can stop it.
 //	sandbox        a working sandbox shim: start forks a server for the
 //	               sandbox API (and task Connect/State) and prints a
 //	               protobuf BootstrapResult; see sandbox.go.
@@ -108,7 +111,7 @@ func start(mode string) error {
 		for { // until the daemon (or the test's cleanup) kills us
 			time.Sleep(time.Hour)
 		}
-	case "serve-hang":
+	case "serve-hang", "serve-hang-leak":
 		return startServer()
 	}
 	return fmt.Errorf("unknown mode %q", mode)
