@@ -526,3 +526,47 @@ func (f *fakeMonitor) ids() []string {
 	defer f.mu.Unlock()
 	return append([]string(nil), f.monitored...)
 }
+
+// A work dir found orphaned is looked at again, under the lock Create takes
+// while it makes a bundle, just before it is removed: a bundle made in
+// between (a `ctr run` of the id while the pass works) keeps it.
+func TestRunOrphanWorkDirRechecked(t *testing.T) {
+	sock := testshim.SocketDir(t)
+	f := newFixture(t)
+	env := newFakeEnv()
+	m := manager.New(manager.Config{
+		// Nobody listens: the background work waits out CleanupAfterServing,
+		// which leaves the window between listing and removal open.
+		Address: "unix://" + filepath.Join(sock, "none.sock"), SocketDir: filepath.Join(sock, "s"),
+		Containers: &env.containers, Sandboxes: &env.sandboxes,
+		Timeouts: manager.Timeouts{Start: time.Second, Load: time.Second, Cleanup: time.Second, Shutdown: time.Second},
+	})
+	for _, id := range []string{"w", "gone"} {
+		if err := os.MkdirAll(filepath.Join(f.root, "default", id, "sub"), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := Run(context.Background(), m, Options{
+		StateDir: f.state, RootDir: f.root, Deadline: 5 * time.Second,
+		CleanupAfterServing: time.Second, BootIDPath: filepath.Join(f.outside, "boot_id"),
+	})
+	if err := rec.Judged(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// What Create does: under the id's lock, make the bundle.
+	unlock := m.LockID("default", "w")
+	if err := os.MkdirAll(filepath.Join(f.state, "default", "w"), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	rec.Wait()
+	if !exists(filepath.Join(f.root, "default", "w", "sub")) {
+		t.Errorf("the work dir of w was removed after a bundle was made for it")
+	}
+	if exists(filepath.Join(f.root, "default", "gone")) {
+		t.Errorf("the orphaned work dir of gone was not removed")
+	}
+	if got := rec.Report().WorkDirsRemoved; len(got) != 1 || got[0] != "default/gone" {
+		t.Errorf("work dirs removed: %q, want [default/gone]", got)
+	}
+}
