@@ -205,6 +205,7 @@ func initTaskRuntime(ic *plugin.InitContext) (any, error) {
 	if ws, ok := wp.(warning.Service); ok && cgroups.Mode() != cgroups.Unified && goruntime.GOOS == "linux" {
 		ws.Emit(ic.Context, deprecation.CgroupV1)
 	}
+	quietUnknownStatus()
 	return manager.NewTaskManager(state, root, m, mounts), nil
 }
 
