@@ -4,6 +4,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,22 +20,30 @@ import (
 // its shim is gone. Each one fails on a daemon that takes something less
 // (a boot id record, a missing socket file, a deadline) for proof.
 
-// safeForeignBootRecord writes a boot id other than the current one into
-// the task plugin's record, as a reboot between our last pass and now
-// leaves it (with a stock daemon, which does not update it, run since).
-func safeForeignBootRecord(t testing.TB, d *Daemon) {
+// safeRebootedDaemon returns a wrapper that runs our daemon in a private
+// mount namespace (propagation slave: the host's mounts show, its own do
+// not leave it) where /proc/sys/kernel/random/boot_id reads bootID: to the
+// daemon, the machine has rebooted since its last pass.
+func safeRebootedDaemon(t testing.TB, d *Daemon, bootID string) string {
 	t.Helper()
-	f := filepath.Join(d.Root, taskPluginDir, loader.BootIDFile)
-	if err := os.WriteFile(f, []byte("00000000-"+randomHex(2)+"-"+randomHex(2)+"-"+randomHex(2)+"-"+randomHex(6)+"\n"), 0o644); err != nil {
+	fake := filepath.Join(d.Dir, "boot_id")
+	if err := os.WriteFile(fake, []byte(bootID+"\n"), 0o444); err != nil {
 		t.Fatal(err)
 	}
+	wrapper := filepath.Join(d.Dir, "containerd-rebooted")
+	script := fmt.Sprintf("#!/bin/sh\nexec unshare --mount --propagation slave /bin/sh -c 'mount --bind %s /proc/sys/kernel/random/boot_id && exec %s \"$@\"' sh \"$@\"\n",
+		fake, daemonBinary())
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return wrapper
 }
 
-// TestSafetyBootRecordIsNoProof: switch to stock, have the boot id record
-// go stale (a reboot before stock ran, a restored backup, a failed write),
-// run containers under stock, switch back: every container, ours and
-// stock's, RUNNING at the same pid, exec works. A daemon that trusts its
-// record cleans every one of them up without a probe.
+// TestSafetyBootRecordIsNoProof: switch to stock, reboot (simulated: our
+// daemon then runs where boot_id reads another id), run containers under
+// stock (which does not update our record), switch back: every container,
+// ours and stock's, RUNNING at the same pid, exec works. A daemon that
+// trusts its record cleans every one of them up without a probe.
 func TestSafetyBootRecordIsNoProof(t *testing.T) {
 	t.Parallel()
 	requireOurs(t, "keeps no boot id record")
@@ -50,10 +59,10 @@ func TestSafetyBootRecordIsNoProof(t *testing.T) {
 		t.Fatalf("stock lists ours as %+v, want %+v", got, before["ours"])
 	}
 	d.Stop()
-	safeForeignBootRecord(t, d)
+	newBoot := "00000000-" + randomHex(2) + "-" + randomHex(2) + "-" + randomHex(2) + "-" + randomHex(6)
 
 	since := time.Now()
-	d.StartWith(daemonBinary())
+	d.StartWith(safeRebootedDaemon(t, d, newBoot))
 	tasks := d.tasks(ns)
 	for id, want := range before {
 		if got := tasks[id]; got != want || !pidAlive(want.PID) {
@@ -70,8 +79,11 @@ func TestSafetyBootRecordIsNoProof(t *testing.T) {
 	if !rep.Rebooted {
 		t.Errorf("report does not note the changed boot id record")
 	}
-	if got := readTrimmedFile(t, filepath.Join(d.Root, taskPluginDir, loader.BootIDFile)); got != recBootID(t) {
-		t.Errorf("boot id record after the pass: %q, want %q", got, recBootID(t))
+	if rep.BootID != newBoot {
+		t.Errorf("report boot id %q, want the simulated boot's %q", rep.BootID, newBoot)
+	}
+	if got := readTrimmedFile(t, filepath.Join(d.Root, taskPluginDir, loader.BootIDFile)); got != newBoot {
+		t.Errorf("boot id record after the pass: %q, want %q", got, newBoot)
 	}
 	for id := range before {
 		d.removeContainer(ns, id)
