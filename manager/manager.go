@@ -329,15 +329,16 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 // shim whose `start` returned the address of the group's) started earlier
 // and is left alone.
 func (m *Manager) stopStarted(ctx context.Context, b *Bundle, address string, before uint64) {
-	pids, err := proc.ListenerPIDs(proc.Root, address)
+	x, err := proc.Snapshot(proc.Root)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("failed to look for the processes of a failed shim")
+		return
+	}
+	pids, err := x.ListenerPIDs(proc.Root, address)
 	if err != nil {
 		log.G(ctx).WithError(err).WithField("address", address).Warn("failed to look for the server of a failed shim")
 	}
-	if x, err := proc.Snapshot(proc.Root); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to look for the processes of a failed shim")
-	} else {
-		pids = append(pids, x.ShimPIDs(b.Namespace, b.ID)...)
-	}
+	pids = append(pids, x.ShimPIDs(b.Namespace, b.ID)...)
 	seen := map[int]bool{}
 	for _, pid := range pids {
 		if seen[pid] {

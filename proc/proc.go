@@ -216,13 +216,10 @@ func NowTicks() uint64 {
 }
 
 // ListenerPIDs returns the processes that hold a listening unix socket
-// bound to path (a "unix://" address or a path), by matching the sockets'
-// inodes with every process's open files. It reads only.
-func ListenerPIDs(root, path string) ([]int, error) {
-	x := &Index{listeners: map[string][]uint64{}}
-	if err := x.readListeners(filepath.Join(root, "net", "unix")); err != nil {
-		return nil, err
-	}
+// bound to path (a "unix://" address or a path) in the snapshot, by
+// matching the sockets' inodes with every process's open files under
+// root. It reads only.
+func (x *Index) ListenerPIDs(root, path string) ([]int, error) {
 	inodes := x.listeners[socketName(path)]
 	if len(inodes) == 0 {
 		return nil, nil

@@ -50,7 +50,7 @@ func TestListeningAfterUnlink(t *testing.T) {
 	if x.Listening("unix://" + path + ".other") {
 		t.Fatalf("listener found for a path nobody bound")
 	}
-	pids, err := ListenerPIDs(Root, path)
+	pids, err := x.ListenerPIDs(Root, path)
 	if err != nil {
 		t.Fatal(err)
 	}
