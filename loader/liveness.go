@@ -18,18 +18,10 @@ import (
 // snapshot for every probe that ended before it was taken, so that many
 // shims found gone at once cost one read of /proc.
 type procSource struct {
-	root string
-	mu   sync.Mutex
-	at   time.Time
-	x    *proc.Index
-	err  error
-}
-
-func newProcSource(root string) *procSource {
-	if root == "" {
-		root = proc.Root
-	}
-	return &procSource{root: root}
+	mu  sync.Mutex
+	at  time.Time
+	x   *proc.Index
+	err error
 }
 
 // get returns a snapshot taken no earlier than notBefore: a process seen
@@ -39,7 +31,7 @@ func (p *procSource) get(notBefore time.Time) (*proc.Index, error) {
 	defer p.mu.Unlock()
 	if p.at.IsZero() || p.at.Before(notBefore) {
 		p.at = time.Now()
-		p.x, p.err = proc.Snapshot(p.root)
+		p.x, p.err = proc.Snapshot(proc.Root)
 	}
 	return p.x, p.err
 }

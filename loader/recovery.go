@@ -38,9 +38,6 @@ type Options struct {
 	RetryInitial, RetryMax time.Duration
 	// BootIDPath is /proc/sys/kernel/random/boot_id unless set (tests).
 	BootIDPath string
-	// ProcRoot is /proc unless set (tests): where shim processes and
-	// listening sockets are looked up.
-	ProcRoot string
 	// Observer, if set, is told of probes, decisions and outcomes.
 	Observer Observer
 	// CleanupAfterServing, if positive, is how long background cleanup
@@ -106,7 +103,7 @@ func (o Options) scanOptions(start time.Time, rebooted bool, observer Observer) 
 		probeTimeout: o.ProbeTimeout,
 		deadline:     start.Add(o.Deadline),
 		observer:     observer,
-		procs:        newProcSource(o.ProcRoot),
+		procs:        &procSource{},
 	}
 }
 
@@ -350,7 +347,7 @@ func (r *Recovery) keep(ctx context.Context, logger *log.Entry, so scanOptions, 
 }
 
 // background performs the destructive decisions (the entries with a hold)
-// and the work-dir GC, then records the boot id.
+// and the work-dir GC.
 func (r *Recovery) background(ctx context.Context, entries []*scanned, reports []*Entry, holds []func(), orphans []string, orphanHolds []func()) {
 	var destructive []int
 	for i, h := range holds {
@@ -423,7 +420,6 @@ func (r *Recovery) background(ctx context.Context, entries []*scanned, reports [
 		log.G(ctx).WithError(err).Warn("failed to write recovery report")
 	}
 	r.logSummary(ctx, "recovery finished")
-
 }
 
 // publish sends a dead shim's events once the daemon serves

@@ -29,9 +29,10 @@ func (s *Shim) Unresponsive() bool { return !s.unresponsiveSince.IsZero() }
 
 // unresponsiveClient answers every task API call of a placeholder. State
 // answers with status UNKNOWN and no error, so that `ctr task ls` and CRI
-// still list the task (the tasks service logs one warning per listing of
-// an unknown status, and would log an error besides for a failed State);
-// every other call fails as Unavailable, naming the reason.
+// still list the task (a failed State would also make the tasks service
+// log an error at every listing; its "unknown status" warning is dropped
+// by plugin/logfilter.go); every other call fails as Unavailable, naming
+// the reason.
 type unresponsiveClient struct {
 	id    string
 	since time.Time
