@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"context"
 	"errors"
 	"fmt"
@@ -84,7 +86,7 @@ func nsKey(ctx context.Context, id string) string {
 // Absent (the default) wraps errdefs.ErrNotFound, Unknown returns
 // errStore.
 type storeAnswers struct {
-	answers map[string]Presence
+	answers map[string]lifecycle.Presence
 	gets    records
 	writes  records
 }
@@ -94,9 +96,9 @@ func (s *storeAnswers) get(ctx context.Context, id string) error {
 	s.gets.add(k)
 	p, ok := s.answers[k]
 	switch {
-	case !ok || p == PresenceAbsent:
+	case !ok || p == lifecycle.PresenceAbsent:
 		return fmt.Errorf("%s: %w", k, errdefs.ErrNotFound)
-	case p == PresenceFound:
+	case p == lifecycle.PresenceFound:
 		return nil
 	}
 	return errStore
@@ -194,8 +196,8 @@ type fakeEnv struct {
 
 func newFakeEnv() *fakeEnv {
 	return &fakeEnv{
-		containers:     fakeContainers{storeAnswers{answers: map[string]Presence{}}},
-		sandboxes:      fakeSandboxes{storeAnswers{answers: map[string]Presence{}}},
+		containers:     fakeContainers{storeAnswers{answers: map[string]lifecycle.Presence{}}},
+		sandboxes:      fakeSandboxes{storeAnswers{answers: map[string]lifecycle.Presence{}}},
 		runtimeNames:   map[string]runtimeAnswer{},
 		binaries:       map[string]string{},
 		defaultAddrErr: map[string]bool{},
@@ -245,7 +247,7 @@ func (e *fakeEnv) Probe(ctx context.Context, b *manager.Bundle, runtimePath stri
 	if r, ok := e.probes[bundleKey(b)]; ok {
 		return r
 	}
-	return manager.ProbeResult{Liveness: manager.LivenessGone, Err: &os.PathError{Op: "dial", Path: params.GetAddress(), Err: syscall.ENOENT}}
+	return manager.ProbeResult{Liveness: lifecycle.LivenessGone, Err: &os.PathError{Op: "dial", Path: params.GetAddress(), Err: syscall.ENOENT}}
 }
 
 func (e *fakeEnv) probeCalls() map[string][]probeCall {
@@ -355,14 +357,14 @@ func assertTreeUnchanged(t testing.TB, before, after treeSnapshot) {
 type probeCountObserver struct {
 	nopObserver
 	mu     sync.Mutex
-	probed map[Liveness]int
+	probed map[lifecycle.Liveness]int
 }
 
-func (p *probeCountObserver) Probed(_ string, l Liveness, _ time.Duration) {
+func (p *probeCountObserver) Probed(_ string, l lifecycle.Liveness, _ time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.probed == nil {
-		p.probed = map[Liveness]int{}
+		p.probed = map[lifecycle.Liveness]int{}
 	}
 	p.probed[l]++
 }

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"errors"
 	"flag"
 	"fmt"
@@ -74,7 +76,7 @@ func FuzzScan(f *testing.F) {
 				if want := defaultAddress(s.obs.Namespace, s.obs.ID); c[1].address != want || c[0].address == want {
 					t.Errorf("%q: probed at %q then %q; the second must be the default address %q", k, c[0].address, c[1].address, want)
 				}
-				if env.probes[k].Liveness == manager.LivenessAlive {
+				if env.probes[k].Liveness == lifecycle.LivenessAlive {
 					t.Errorf("%q: probed again after the shim answered", k)
 				}
 			}
@@ -102,19 +104,19 @@ func checkFuzzObservation(t *testing.T, fx *fixture, k string, s *scanned, probe
 	if err != nil {
 		t.Fatalf("%q: %v", k, err)
 	}
-	wantKind := KindOther
+	wantKind := lifecycle.KindOther
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
-		wantKind = KindSymlink
+		wantKind = lifecycle.KindSymlink
 	case fi.Mode().IsRegular():
-		wantKind = KindFile
+		wantKind = lifecycle.KindFile
 	case fi.IsDir():
-		wantKind = KindDir
+		wantKind = lifecycle.KindDir
 	}
 	if o.Kind != wantKind {
 		t.Errorf("%q: kind %s, want %s", k, o.Kind, wantKind)
 	}
-	valid := wantKind == KindDir && identifiers.Validate(ns) == nil && identifiers.Validate(id) == nil
+	valid := wantKind == lifecycle.KindDir && identifiers.Validate(ns) == nil && identifiers.Validate(id) == nil
 	if o.ValidName != valid {
 		t.Errorf("%q: valid name %v, want %v", k, o.ValidName, valid)
 	}
@@ -149,20 +151,20 @@ func checkFuzzObservation(t *testing.T, fx *fixture, k string, s *scanned, probe
 		t.Errorf("%q: probed %d times, at most %d allowed", k, probes, maxProbes)
 	}
 	switch {
-	case !bundle && (o.Liveness != LivenessUnknown || o.Task != TaskUnknown || o.Runtime != PresenceUnknown || o.Container != PresenceUnknown || o.Sandbox != PresenceUnknown):
+	case !bundle && (o.Liveness != lifecycle.LivenessUnknown || o.Task != lifecycle.TaskUnknown || o.Runtime != lifecycle.PresenceUnknown || o.Container != lifecycle.PresenceUnknown || o.Sandbox != lifecycle.PresenceUnknown):
 		t.Errorf("%q: not a bundle, but facts were gathered: %+v", k, o)
-	case bundle && probes == 0 && o.Liveness != LivenessUnknown:
+	case bundle && probes == 0 && o.Liveness != lifecycle.LivenessUnknown:
 		t.Errorf("%q: not probed, yet liveness %s", k, o.Liveness)
-	case o.Liveness != LivenessAlive && o.Task != TaskUnknown:
+	case o.Liveness != lifecycle.LivenessAlive && o.Task != lifecycle.TaskUnknown:
 		t.Errorf("%q: task %s of a shim that is not alive", k, o.Task)
-	case o.Liveness != LivenessGone && o.ShimProcess != PresenceUnknown:
+	case o.Liveness != lifecycle.LivenessGone && o.ShimProcess != lifecycle.PresenceUnknown:
 		t.Errorf("%q: shim process %s looked up though the socket is not gone", k, o.ShimProcess)
 	}
-	if (o.Runtime == PresenceFound) != (s.runtimePath != "") {
+	if (o.Runtime == lifecycle.PresenceFound) != (s.runtimePath != "") {
 		t.Errorf("%q: runtime %s with path %q", k, o.Runtime, s.runtimePath)
 	}
-	d := Decide(o)
-	if !slices.Contains(Actions, d.Action) || d.Reason == "" {
+	d := lifecycle.Decide(o)
+	if !slices.Contains(lifecycle.Actions, d.Action) || d.Reason == "" {
 		t.Errorf("%q: decision %+v", k, d)
 	}
 }
@@ -424,8 +426,8 @@ func (e fuzzEntry) build(f *fixture, env *fakeEnv, i int) {
 	}
 
 	k := ns + "/" + id
-	env.containers.answers[k] = Presence(e.ans1 % 3)
-	env.sandboxes.answers[k] = Presence(e.ans1 / 3 % 3)
+	env.containers.answers[k] = lifecycle.Presence(e.ans1 % 3)
+	env.sandboxes.answers[k] = lifecycle.Presence(e.ans1 / 3 % 3)
 	switch e.ans1 / 9 % 4 {
 	case 1:
 		env.runtimeNames[k] = runtimeAnswer{name: runcName, found: true}
@@ -436,20 +438,23 @@ func (e fuzzEntry) build(f *fixture, env *fakeEnv, i int) {
 		env.runtimeNames[k] = runtimeAnswer{err: errors.New("fake: runtime name unreadable")}
 	}
 	env.defaultAddrErr[k] = e.ans1/36%2 == 1
-	r := manager.ProbeResult{Liveness: manager.Liveness(e.ans2 % 3)}
+	r := manager.ProbeResult{Liveness: lifecycle.Liveness(e.ans2 % 3)}
 	switch r.Liveness {
-	case manager.LivenessAlive:
+	case lifecycle.LivenessAlive:
 		switch e.ans2 / 3 % 4 {
 		case 0:
-			r.State = &task.StateResponse{ID: id, Status: tasktypes.Status_RUNNING}
+			r.Task = manager.ClassifyState(&task.StateResponse{ID: id, Status: tasktypes.Status_RUNNING}, nil)
 		case 1:
-			r.State = &task.StateResponse{ID: id, Status: tasktypes.Status_STOPPED}
+			r.Task = manager.ClassifyState(&task.StateResponse{ID: id, Status: tasktypes.Status_STOPPED}, nil)
 		case 2:
 			r.StateErr = errdefs.ErrNotFound
 		default:
 			r.StateErr = errdefs.ErrUnavailable
 		}
-	case manager.LivenessGone:
+		if r.StateErr != nil {
+			r.Task = manager.ClassifyState(nil, r.StateErr)
+		}
+	case lifecycle.LivenessGone:
 		r.Err = syscall.ECONNREFUSED
 	default:
 		r.Err = errors.New("fake: probe timed out")

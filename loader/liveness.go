@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,20 +43,20 @@ func (p *procSource) get(notBefore time.Time) (*proc.Index, error) {
 // removed socket file keeps its bound name while the shim runs), or a
 // process started as its shim instance (this id, or the sandbox it
 // joined). The snapshot is taken after the probe began.
-func shimProcess(ps *procSource, s *scanned, candidates []*bootapi.BootstrapResult, probed time.Time) Presence {
+func shimProcess(ps *procSource, s *scanned, candidates []*bootapi.BootstrapResult, probed time.Time) lifecycle.Presence {
 	if ps == nil {
 		s.note("shim process: not looked up")
-		return PresenceUnknown
+		return lifecycle.PresenceUnknown
 	}
 	x, err := ps.get(probed)
 	if err != nil {
 		s.note("shim process: " + err.Error())
-		return PresenceUnknown
+		return lifecycle.PresenceUnknown
 	}
 	for _, c := range candidates {
 		if x.Listening(c.Address) {
 			s.note("a socket bound to " + c.Address + " still listens: the shim runs on without its socket file")
-			return PresenceFound
+			return lifecycle.PresenceFound
 		}
 	}
 	ids := []string{s.obs.ID}
@@ -65,33 +67,33 @@ func shimProcess(ps *procSource, s *scanned, candidates []*bootapi.BootstrapResu
 	}
 	if pids := x.ShimPIDs(s.obs.Namespace, ids...); len(pids) > 0 {
 		s.note("shim process " + joinInts(pids) + " runs as " + s.obs.Namespace + "/" + strings.Join(ids, "|"))
-		return PresenceFound
+		return lifecycle.PresenceFound
 	}
-	return PresenceAbsent
+	return lifecycle.PresenceAbsent
 }
 
 // initProcess reports whether the pid in the bundle's init.pid (the
 // task's first process, written by the runc shim) is alive.
-func initProcess(s *scanned) Presence {
+func initProcess(s *scanned) lifecycle.Presence {
 	text, err := readSmallRegular(filepath.Join(s.bundle.Path, manager.FileInitPid))
 	if err != nil {
-		return PresenceUnknown
+		return lifecycle.PresenceUnknown
 	}
 	pid, err := strconv.Atoi(text)
 	if err != nil || pid <= 0 {
 		s.note("init.pid: not a pid: " + strconv.Quote(text))
-		return PresenceUnknown
+		return lifecycle.PresenceUnknown
 	}
 	st, err := proc.Stat(proc.Root, pid)
 	switch {
 	case err != nil:
 		s.note("init process: " + err.Error())
-		return PresenceUnknown
+		return lifecycle.PresenceUnknown
 	case !st.Exists || st.Zombie:
-		return PresenceAbsent
+		return lifecycle.PresenceAbsent
 	}
 	s.note("container process " + strconv.Itoa(pid) + " is alive")
-	return PresenceFound
+	return lifecycle.PresenceFound
 }
 
 // readSmallRegular reads a small regular file of a bundle, trimmed; a

@@ -1,18 +1,22 @@
 package loader
 
-import "time"
+import (
+	"time"
+
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+)
 
 // Observer is told what a recovery pass does, as it does it: for metrics
 // and progress logging. Methods may be called concurrently and must not
 // block.
 type Observer interface {
 	// Probed: one shim probe ended with the given liveness.
-	Probed(stateDir string, liveness Liveness, took time.Duration)
+	Probed(stateDir string, liveness lifecycle.Liveness, took time.Duration)
 	// Decided: an entry got its action (once per entry per pass).
-	Decided(stateDir string, a Action)
+	Decided(stateDir string, a lifecycle.Action)
 	// Finished: an entry's action ended with an outcome (done, failed,
 	// probing, pending is not reported).
-	Finished(stateDir string, a Action, outcome string)
+	Finished(stateDir string, a lifecycle.Action, outcome string)
 	// Ready: the pass held daemon start for d.
 	Ready(stateDir string, d time.Duration)
 	// Judged: every entry had its verdict d after the pass started.
@@ -25,13 +29,13 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Probed(string, Liveness, time.Duration) {}
-func (nopObserver) Decided(string, Action)                 {}
-func (nopObserver) Finished(string, Action, string)        {}
-func (nopObserver) Ready(string, time.Duration)            {}
-func (nopObserver) Judged(string, time.Duration)           {}
-func (nopObserver) Unresponsive(string, int)               {}
-func (nopObserver) Queue(string, int)                      {}
+func (nopObserver) Probed(string, lifecycle.Liveness, time.Duration) {}
+func (nopObserver) Decided(string, lifecycle.Action)                 {}
+func (nopObserver) Finished(string, lifecycle.Action, string)        {}
+func (nopObserver) Ready(string, time.Duration)                      {}
+func (nopObserver) Judged(string, time.Duration)                     {}
+func (nopObserver) Unresponsive(string, int)                         {}
+func (nopObserver) Queue(string, int)                                {}
 
 // PassObserver is an Observer that also wants to know when a pass's
 // background work (cleanups, work-dir GC) has ended; re-probes of

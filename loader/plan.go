@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"context"
 	"time"
 )
@@ -20,7 +22,7 @@ func Plan(ctx context.Context, env Env, opts Options) Report {
 		if s.probe.Shim != nil {
 			s.probe.Shim.Abandon()
 		}
-		d := Decide(s.obs)
+		d := lifecycle.Decide(s.obs)
 		rp.r.Entries = append(rp.r.Entries, &Entry{
 			Observation: s.obs, Action: d.Action, Reason: d.Reason, Outcome: "planned", Notes: s.notes, Duration: Millis(s.scanDur),
 		})

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"context"
 	"fmt"
 	"sync"
@@ -26,8 +28,8 @@ type progress struct {
 	mu       sync.Mutex
 	total    int // -1 until the scan has listed the entries
 	probed   int
-	decided  map[Action]int
-	finished map[Action]int
+	decided  map[lifecycle.Action]int
+	finished map[lifecycle.Action]int
 
 	quit     chan struct{}
 	stopOnce sync.Once
@@ -41,7 +43,7 @@ var _ Observer = (*progress)(nil)
 func startProgress(ctx context.Context, stateDir string, inner Observer, interval time.Duration) *progress {
 	p := &progress{
 		inner: inner, stateDir: stateDir, start: time.Now(), total: -1,
-		decided: map[Action]int{}, finished: map[Action]int{},
+		decided: map[lifecycle.Action]int{}, finished: map[lifecycle.Action]int{},
 		quit: make(chan struct{}), stopped: make(chan struct{}),
 	}
 	logger := log.G(ctx).WithField("state", stateDir)
@@ -99,7 +101,7 @@ func (p *progress) fields() log.Fields {
 		return f
 	}
 	done, decided := 0, 0
-	for _, a := range Actions {
+	for _, a := range lifecycle.Actions {
 		if n := p.decided[a]; n > 0 {
 			f[a.String()] = fmt.Sprintf("%d/%d", p.finished[a], n)
 			done += p.finished[a]
@@ -116,21 +118,21 @@ func (p *progress) fields() log.Fields {
 	return f
 }
 
-func (p *progress) Probed(stateDir string, l Liveness, took time.Duration) {
+func (p *progress) Probed(stateDir string, l lifecycle.Liveness, took time.Duration) {
 	p.inner.Probed(stateDir, l, took)
 	p.mu.Lock()
 	p.probed++
 	p.mu.Unlock()
 }
 
-func (p *progress) Decided(stateDir string, a Action) {
+func (p *progress) Decided(stateDir string, a lifecycle.Action) {
 	p.inner.Decided(stateDir, a)
 	p.mu.Lock()
 	p.decided[a]++
 	p.mu.Unlock()
 }
 
-func (p *progress) Finished(stateDir string, a Action, outcome string) {
+func (p *progress) Finished(stateDir string, a lifecycle.Action, outcome string) {
 	p.inner.Finished(stateDir, a, outcome)
 	p.mu.Lock()
 	p.finished[a]++

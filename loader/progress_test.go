@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"bytes"
 	"context"
 	"strings"
@@ -56,11 +58,11 @@ func (r *recordingObserver) list() []string {
 	return append([]string(nil), r.events...)
 }
 
-func (r *recordingObserver) Probed(_ string, l Liveness, _ time.Duration) {
+func (r *recordingObserver) Probed(_ string, l lifecycle.Liveness, _ time.Duration) {
 	r.add("probed " + l.String())
 }
-func (r *recordingObserver) Decided(_ string, a Action) { r.add("decided " + a.String()) }
-func (r *recordingObserver) Finished(_ string, a Action, o string) {
+func (r *recordingObserver) Decided(_ string, a lifecycle.Action) { r.add("decided " + a.String()) }
+func (r *recordingObserver) Finished(_ string, a lifecycle.Action, o string) {
 	r.add("finished " + a.String() + " " + o)
 }
 func (r *recordingObserver) Ready(string, time.Duration)  { r.add("ready") }
@@ -100,22 +102,22 @@ func TestProgressLogsWhileRunning(t *testing.T) {
 	p := startProgress(progressContext(&buf), "/state", inner, 10*time.Millisecond)
 	defer p.stop()
 
-	p.Probed("/state", LivenessAlive, time.Millisecond)
+	p.Probed("/state", lifecycle.LivenessAlive, time.Millisecond)
 	waitFor(t, &buf, "recovery progress", "phase=list", "probed=1", "state=/state")
 
 	p.setTotal(3)
-	p.Decided("/state", ActionAdopt)
-	p.Finished("/state", ActionAdopt, OutcomeDone)
+	p.Decided("/state", lifecycle.ActionAdopt)
+	p.Finished("/state", lifecycle.ActionAdopt, OutcomeDone)
 	waitFor(t, &buf, "recovery progress", "phase=judge", "done=1/3", "adopt=1/1")
-	p.Decided("/state", ActionCleanupDead)
-	p.Decided("/state", ActionCleanupDead)
+	p.Decided("/state", lifecycle.ActionCleanupDead)
+	p.Decided("/state", lifecycle.ActionCleanupDead)
 	waitFor(t, &buf, "recovery progress", "phase=cleanup", "done=1/3", "adopt=1/1", "cleanup-dead=0/2")
 	if strings.Contains(buf.String(), "keep=") {
 		t.Errorf("an action nothing was decided for is logged:\n%s", buf.String())
 	}
 
-	p.Finished("/state", ActionCleanupDead, OutcomeDone)
-	p.Finished("/state", ActionCleanupDead, OutcomeFailed)
+	p.Finished("/state", lifecycle.ActionCleanupDead, OutcomeDone)
+	p.Finished("/state", lifecycle.ActionCleanupDead, OutcomeFailed)
 	waitFor(t, &buf, "done=3/3", "cleanup-dead=2/2")
 
 	// stop returns once the logging goroutine has: nothing logs after it.
@@ -139,8 +141,8 @@ func TestProgressQuietWhenShort(t *testing.T) {
 	inner := &recordingObserver{}
 	p := startProgress(progressContext(&buf), "/state", inner, time.Hour)
 	p.setTotal(1)
-	p.Decided("/state", ActionAdopt)
-	p.Finished("/state", ActionAdopt, OutcomeDone)
+	p.Decided("/state", lifecycle.ActionAdopt)
+	p.Finished("/state", lifecycle.ActionAdopt, OutcomeDone)
 	p.stop()
 	p.stop() // idempotent
 	if s := buf.String(); s != "" {

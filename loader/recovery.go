@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -208,7 +210,7 @@ func (r *Recovery) judge(ctx context.Context, so scanOptions, entries []*scanned
 	// the background work.
 	holds := make([]func(), len(entries))
 	observeAll(ctx, m, so, entries, func(i int, s *scanned) {
-		d := Decide(s.obs)
+		d := lifecycle.Decide(s.obs)
 		e := &Entry{Observation: s.obs, Action: d.Action, Reason: d.Reason, Notes: s.notes, Duration: Millis(s.scanDur)}
 		reports[i] = e
 		obsv.Decided(opts.StateDir, d.Action)
@@ -277,7 +279,7 @@ func (r *Recovery) actNow(ctx context.Context, so scanOptions, s *scanned, e *En
 		}
 	}()
 	switch e.Action {
-	case ActionAdopt:
+	case lifecycle.ActionAdopt:
 		if err := r.adopt(ctx, s); err != nil {
 			// Not in service: listed as a placeholder and probed again,
 			// never abandoned.
@@ -289,17 +291,17 @@ func (r *Recovery) actNow(ctx context.Context, so scanOptions, s *scanned, e *En
 		keepConn = true
 		e.Outcome = OutcomeDone
 		logger.Debug("adopted shim")
-	case ActionReapLeaked:
+	case lifecycle.ActionReapLeaked:
 		keepConn = true
 		e.Outcome = OutcomePending
-	case ActionCleanupDead, ActionRemoveEmpty:
+	case lifecycle.ActionCleanupDead, lifecycle.ActionRemoveEmpty:
 		e.Outcome = OutcomePending
-	case ActionKeep:
+	case lifecycle.ActionKeep:
 		r.keep(ctx, logger, so, s, e, e.Reason)
 		logger.Warn("kept shim state untouched")
-	case ActionIgnore:
+	case lifecycle.ActionIgnore:
 		e.Outcome = OutcomeDone
-		if s.obs.Kind != KindDir || !s.obs.ValidName {
+		if s.obs.Kind != lifecycle.KindDir || !s.obs.ValidName {
 			logger.Warn("ignored entry in state dir")
 		}
 	}
@@ -438,18 +440,18 @@ func (r *Recovery) publish(ctx context.Context, publish func()) {
 
 // destroy carries out a destructive decision. It returns the events to
 // publish once the daemon serves.
-func (r *Recovery) destroy(ctx context.Context, s *scanned, a Action) (func(), error) {
+func (r *Recovery) destroy(ctx context.Context, s *scanned, a lifecycle.Action) (func(), error) {
 	logger := log.G(ctx).WithFields(log.Fields{"namespace": s.obs.Namespace, "id": s.obs.ID, "action": a.String()})
 	switch a {
-	case ActionRemoveEmpty:
+	case lifecycle.ActionRemoveEmpty:
 		return nil, s.bundle.Delete()
-	case ActionReapLeaked:
+	case lifecycle.ActionReapLeaked:
 		err := r.m.Reap(ctx, s.probe.Shim)
 		if err == nil {
 			logger.Info("reaped leaked shim")
 		}
 		return nil, err
-	case ActionCleanupDead:
+	case lifecycle.ActionCleanupDead:
 		exit, err := r.m.ShimDelete(ctx, s.bundle, s.runtimePath)
 		if err != nil && !(s.obs.Rebooted && s.runtimePath == "") {
 			if !s.obs.Rebooted {
@@ -495,23 +497,23 @@ func (r *Recovery) reprobe(ctx context.Context, so scanOptions, s *scanned, ph *
 			return // deleted or replaced meanwhile
 		}
 		// A fresh observation: the facts may have changed in any way.
-		n := &scanned{obs: Observation{Namespace: s.obs.Namespace, ID: s.obs.ID, Rebooted: s.obs.Rebooted}, bundle: s.bundle}
+		n := &scanned{obs: lifecycle.Observation{Namespace: s.obs.Namespace, ID: s.obs.ID, Rebooted: s.obs.Rebooted}, bundle: s.bundle}
 		po := so
 		po.deadline = time.Now().Add(r.opts.ProbeTimeout)
 		po.observer = nil
 		pstart := time.Now()
 		observe(nsContext(ctx, n), r.m, po, n)
 		r.opts.Observer.Probed(r.opts.StateDir, n.obs.Liveness, time.Since(pstart))
-		d := Decide(n.obs)
+		d := lifecycle.Decide(n.obs)
 		switch {
-		case n.obs.Kind != KindDir:
+		case n.obs.Kind != lifecycle.KindDir:
 			// Someone removed (or replaced) the bundle: nothing is left
 			// to keep listed.
 			r.m.Remove(ctx, ph)
 			r.settle(e, n, d, "kept bundle was removed: "+d.Reason, OutcomeDone, nil)
 			log.G(ctx).Warn("kept bundle was removed; no longer listed")
 			return
-		case d.Action == ActionAdopt:
+		case d.Action == lifecycle.ActionAdopt:
 			if err := n.probe.Shim.Arm(); err != nil {
 				// Not in service yet: the placeholder stays, and so does
 				// the probing, rather than leaving it unprobed for good.
@@ -547,7 +549,7 @@ func (r *Recovery) reprobe(ctx context.Context, so scanOptions, s *scanned, ph *
 }
 
 // settle records a re-probe's verdict in the entry of the report.
-func (r *Recovery) settle(e *Entry, n *scanned, d Decision, reason, outcome string, err error) {
+func (r *Recovery) settle(e *Entry, n *scanned, d lifecycle.Decision, reason, outcome string, err error) {
 	r.rep.update(func(*Report) {
 		// The entry shows the facts the new decision rests on.
 		e.Observation = n.obs

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"encoding/json"
 	"math"
 	"os"
@@ -24,13 +26,13 @@ const (
 
 // Entry is what recovery saw, decided and did for one bundle.
 type Entry struct {
-	Observation
-	Action   Action   `json:"action"`
-	Reason   string   `json:"reason"`
-	Outcome  string   `json:"outcome"`
-	Error    string   `json:"error,omitempty"`
-	Notes    []string `json:"notes,omitempty"`
-	Duration Millis   `json:"duration_ms"`
+	lifecycle.Observation
+	Action   lifecycle.Action `json:"action"`
+	Reason   string           `json:"reason"`
+	Outcome  string           `json:"outcome"`
+	Error    string           `json:"error,omitempty"`
+	Notes    []string         `json:"notes,omitempty"`
+	Duration Millis           `json:"duration_ms"`
 }
 
 // Millis marshals a duration as fractional milliseconds.
@@ -107,7 +109,7 @@ func (rp *report) snapshot() Report {
 		r.Totals[c.Action.String()]++
 		r.Outcomes[c.Outcome]++
 	}
-	for _, a := range Actions {
+	for _, a := range lifecycle.Actions {
 		if _, ok := r.Totals[a.String()]; !ok {
 			r.Totals[a.String()] = 0
 		}

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,18 +17,18 @@ func TestReportRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
 	rp := &report{path: filepath.Join(dir, ReportFile)}
-	obs := Observation{
-		Namespace: "default", ID: "c1", Kind: KindDir, ValidName: true, Joined: true,
-		Runtime: PresenceAbsent, Container: PresenceFound, Sandbox: PresenceUnknown,
-		Rebooted: true, Liveness: LivenessGone, Task: TaskExited,
+	obs := lifecycle.Observation{
+		Namespace: "default", ID: "c1", Kind: lifecycle.KindDir, ValidName: true, Joined: true,
+		Runtime: lifecycle.PresenceAbsent, Container: lifecycle.PresenceFound, Sandbox: lifecycle.PresenceUnknown,
+		Rebooted: true, Liveness: lifecycle.LivenessGone, Task: lifecycle.TaskExited,
 	}
 	rp.update(func(r *Report) {
 		r.StateDir, r.RootDir, r.StartedAt, r.BootID, r.Rebooted = dir, dir+"/root", start, "boot-1", true
 		r.Ready = Millis(1234567 * time.Nanosecond) // 1.234 ms: fractional
 		r.Finished = start.Add(time.Second)
 		r.Entries = []*Entry{
-			{Observation: obs, Action: ActionCleanupDead, Reason: "shim gone", Outcome: OutcomeDone, Duration: Millis(3 * time.Millisecond / 2)},
-			{Observation: Observation{Namespace: "default", ID: "x", Kind: KindSymlink}, Action: ActionIgnore, Reason: "not a directory: symlink", Outcome: OutcomeDone, Notes: []string{"n"}},
+			{Observation: obs, Action: lifecycle.ActionCleanupDead, Reason: "shim gone", Outcome: OutcomeDone, Duration: Millis(3 * time.Millisecond / 2)},
+			{Observation: lifecycle.Observation{Namespace: "default", ID: "x", Kind: lifecycle.KindSymlink}, Action: lifecycle.ActionIgnore, Reason: "not a directory: symlink", Outcome: OutcomeDone, Notes: []string{"n"}},
 		}
 		r.WorkDirsRemoved = []string{"default/old"}
 		r.Warnings = []string{"w"}
@@ -49,7 +51,7 @@ func TestReportRoundTrip(t *testing.T) {
 		b, _ := json.MarshalIndent(want, "", " ")
 		t.Errorf("read back:\n%s\nwant:\n%s", a, b)
 	}
-	if got.Totals[ActionCleanupDead.String()] != 1 || got.Totals[ActionAdopt.String()] != 0 || len(got.Totals) != len(Actions) {
+	if got.Totals[lifecycle.ActionCleanupDead.String()] != 1 || got.Totals[lifecycle.ActionAdopt.String()] != 0 || len(got.Totals) != len(lifecycle.Actions) {
 		t.Errorf("totals %v", got.Totals)
 	}
 	if got.Outcomes[OutcomeDone] != 2 {

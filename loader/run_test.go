@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"context"
 	"net"
 	"os"
@@ -243,11 +245,11 @@ func TestRunEndToEnd(t *testing.T) {
 		ready[e.ID] = e
 	}
 	for id, want := range map[string]struct {
-		a       Action
+		a       lifecycle.Action
 		outcome string
 	}{
-		"adopt": {ActionAdopt, OutcomeDone}, "leak": {ActionReapLeaked, ""}, "dead": {ActionCleanupDead, ""},
-		"hung": {ActionKeep, OutcomeProbing}, "nobin": {ActionKeep, OutcomeProbing}, "empty": {ActionRemoveEmpty, ""},
+		"adopt": {lifecycle.ActionAdopt, OutcomeDone}, "leak": {lifecycle.ActionReapLeaked, ""}, "dead": {lifecycle.ActionCleanupDead, ""},
+		"hung": {lifecycle.ActionKeep, OutcomeProbing}, "nobin": {lifecycle.ActionKeep, OutcomeProbing}, "empty": {lifecycle.ActionRemoveEmpty, ""},
 	} {
 		e := ready[id]
 		if e == nil {
@@ -317,10 +319,10 @@ func TestRunEndToEnd(t *testing.T) {
 		}
 		return false
 	})
-	if e.Action != ActionCleanupDead || e.Outcome != OutcomeDone || e.Liveness != LivenessGone {
+	if e.Action != lifecycle.ActionCleanupDead || e.Outcome != OutcomeDone || e.Liveness != lifecycle.LivenessGone {
 		t.Errorf("hung after dying: %s/%s liveness %s (%q, %q)", e.Action, e.Outcome, e.Liveness, e.Reason, e.Error)
 	}
-	if d := Decide(e.Observation); d.Action != e.Action {
+	if d := lifecycle.Decide(e.Observation); d.Action != e.Action {
 		t.Errorf("hung: report says %s, but its observation decides %s", e.Action, d.Action)
 	}
 	if exists(filepath.Join(f.state, "default", "hung")) {
@@ -349,7 +351,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReadReport: %v", err)
 	}
-	if len(rp.Entries) != 6 || rp.Totals[ActionAdopt.String()] != 1 || rp.Totals[ActionCleanupDead.String()] != 2 ||
+	if len(rp.Entries) != 6 || rp.Totals[lifecycle.ActionAdopt.String()] != 1 || rp.Totals[lifecycle.ActionCleanupDead.String()] != 2 ||
 		strings.Join(rp.WorkDirsRemoved, ",") != "default/orphan" {
 		t.Errorf("report on disk: %d entries, totals %v, work dirs %q", len(rp.Entries), rp.Totals, rp.WorkDirsRemoved)
 	}
@@ -472,7 +474,7 @@ func TestRunReprobeAdopts(t *testing.T) {
 		t.Fatal("no entry for slow")
 		return Entry{}
 	}
-	if e := entry(); e.Action != ActionKeep || e.Outcome != OutcomeProbing {
+	if e := entry(); e.Action != lifecycle.ActionKeep || e.Outcome != OutcomeProbing {
 		t.Fatalf("slow at ready: %s/%s (%q)", e.Action, e.Outcome, e.Reason)
 	}
 
@@ -492,7 +494,7 @@ func TestRunReprobeAdopts(t *testing.T) {
 		t.Fatal(err)
 	}
 	testshim.Eventually(t, 10*time.Second, "slow to be adopted", func() bool { return entry().Outcome != OutcomeProbing })
-	if e := entry(); e.Action != ActionAdopt || e.Outcome != OutcomeDone || e.Liveness != LivenessAlive {
+	if e := entry(); e.Action != lifecycle.ActionAdopt || e.Outcome != OutcomeDone || e.Liveness != lifecycle.LivenessAlive {
 		t.Errorf("slow: %s/%s liveness %s (%q)", e.Action, e.Outcome, e.Liveness, e.Reason)
 	}
 	if sh, err := m.Get(nsctx, "slow"); err != nil || sh.Unresponsive() || !sh.Armed() {

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +40,7 @@ type Env interface {
 
 // scanned is one entry: its observation plus what acting on it needs.
 type scanned struct {
-	obs         Observation
+	obs         lifecycle.Observation
 	bundle      *manager.Bundle
 	runtimePath string
 	params      *bootapi.BootstrapResult
@@ -99,7 +101,7 @@ func list(o scanOptions) ([]*scanned, []string) {
 				continue // pending atomic removal; finished by the work-dir pass
 			}
 			entries = append(entries, &scanned{
-				obs:    Observation{Namespace: ns, ID: id, Rebooted: o.rebooted},
+				obs:    lifecycle.Observation{Namespace: ns, ID: id, Rebooted: o.rebooted},
 				bundle: manager.LoadBundle(o.stateDir, o.rootDir, ns, id),
 			})
 		}
@@ -144,20 +146,20 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	fi, err := os.Lstat(path)
 	switch {
 	case err != nil:
-		obs.Kind = KindOther
+		obs.Kind = lifecycle.KindOther
 		s.note("lstat: " + err.Error())
 		return
 	case fi.Mode()&fs.ModeSymlink != 0:
-		obs.Kind = KindSymlink
+		obs.Kind = lifecycle.KindSymlink
 		return
 	case fi.Mode().IsRegular():
-		obs.Kind = KindFile
+		obs.Kind = lifecycle.KindFile
 		return
 	case !fi.IsDir():
-		obs.Kind = KindOther
+		obs.Kind = lifecycle.KindOther
 		return
 	}
-	obs.Kind = KindDir
+	obs.Kind = lifecycle.KindDir
 	obs.ValidName = identifiers.Validate(obs.Namespace) == nil && identifiers.Validate(obs.ID) == nil
 	if !obs.ValidName {
 		return
@@ -177,7 +179,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	obs.Container = presence(c, cerr)
 	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
 
-	obs.Runtime = PresenceUnknown
+	obs.Runtime = lifecycle.PresenceUnknown
 	if err := regularOrAbsent(filepath.Join(path, manager.FileBinaryPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// RuntimeName reads the file: a FIFO would block it for ever.
 		s.note("runtime: " + err.Error())
@@ -185,10 +187,10 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		s.note("runtime: " + err.Error())
 	} else if found {
 		if p, err := env.ResolveRuntime(name); err != nil {
-			obs.Runtime = PresenceAbsent
+			obs.Runtime = lifecycle.PresenceAbsent
 			s.note("runtime " + name + ": " + err.Error())
 		} else {
-			obs.Runtime = PresenceFound
+			obs.Runtime = lifecycle.PresenceFound
 			s.runtimePath = p
 		}
 	}
@@ -215,7 +217,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		}
 	}
 	if len(candidates) == 0 {
-		obs.Liveness = LivenessUnknown
+		obs.Liveness = lifecycle.LivenessUnknown
 		return
 	}
 
@@ -224,7 +226,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		timeout = left
 	}
 	if timeout <= 0 {
-		obs.Liveness = LivenessUnknown
+		obs.Liveness = lifecycle.LivenessUnknown
 		s.note("not probed: recovery deadline reached")
 		return
 	}
@@ -241,40 +243,31 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		if s.probe.Err != nil {
 			s.note("probe " + c.Address + ": " + s.probe.Err.Error())
 		}
-		if s.probe.Liveness == manager.LivenessAlive {
+		if s.probe.Liveness == lifecycle.LivenessAlive {
 			break
 		}
 	}
-	obs.Liveness = livenessOf(s.probe.Liveness)
-	if obs.Liveness == LivenessGone && !trusted {
+	obs.Liveness = s.probe.Liveness
+	if obs.Liveness == lifecycle.LivenessGone && !trusted {
 		// A refused dial to an address we are not sure of proves nothing:
 		// the shim may listen where its lost or damaged bootstrap.json said
 		// (a grouped shim does).
-		obs.Liveness = LivenessUnknown
+		obs.Liveness = lifecycle.LivenessUnknown
 		s.note("no trusted address for the shim; liveness unknown")
 	}
 	if o.observer != nil {
 		o.observer.Probed(o.stateDir, obs.Liveness, time.Since(pstart))
 	}
-	if obs.Liveness != LivenessAlive {
+	if obs.Liveness != lifecycle.LivenessAlive {
 		obs.InitProcess = initProcess(s)
 	}
-	if obs.Liveness == LivenessGone {
+	if obs.Liveness == lifecycle.LivenessGone {
 		obs.ShimProcess = shimProcess(o.procs, s, candidates, pstart)
 	}
-	if obs.Liveness != LivenessAlive {
+	if obs.Liveness != lifecycle.LivenessAlive {
 		return
 	}
-	switch exists := s.probe.TaskExists(); {
-	case exists == nil:
-		obs.Task = TaskUnknown
-	case !*exists:
-		obs.Task = TaskNone
-	case s.probe.TaskExited():
-		obs.Task = TaskExited
-	default:
-		obs.Task = TaskLive
-	}
+	obs.Task = s.probe.Task
 }
 
 func (s *scanned) note(n string) { s.notes = append(s.notes, n) }
@@ -310,14 +303,14 @@ func regularOrAbsent(path string) error {
 	return nil
 }
 
-func presence[T any](_ T, err error) Presence {
+func presence[T any](_ T, err error) lifecycle.Presence {
 	switch {
 	case err == nil:
-		return PresenceFound
+		return lifecycle.PresenceFound
 	case errdefs.IsNotFound(err):
-		return PresenceAbsent
+		return lifecycle.PresenceAbsent
 	}
-	return PresenceUnknown
+	return lifecycle.PresenceUnknown
 }
 
 func readDirNames(dir string) ([]string, error) {
@@ -331,14 +324,4 @@ func readDirNames(dir string) ([]string, error) {
 		return nil, err
 	}
 	return names, nil
-}
-
-func livenessOf(l manager.Liveness) Liveness {
-	switch l {
-	case manager.LivenessAlive:
-		return LivenessAlive
-	case manager.LivenessGone:
-		return LivenessGone
-	}
-	return LivenessUnknown
 }

@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"github.com/shimkeeper/shimkeeper/lifecycle"
+
 	"context"
 	"errors"
 	"fmt"
@@ -118,8 +120,8 @@ type wantProbe struct {
 }
 
 type wantEntry struct {
-	obs   Observation // Namespace, ID and Rebooted are filled in
-	probe *wantProbe  // nil: must not be probed
+	obs   lifecycle.Observation // Namespace, ID and Rebooted are filled in
+	probe *wantProbe            // nil: must not be probed
 }
 
 const (
@@ -129,13 +131,13 @@ const (
 
 var (
 	alive = func(st *task.StateResponse, stErr error) manager.ProbeResult {
-		return manager.ProbeResult{Liveness: manager.LivenessAlive, State: st, StateErr: stErr}
+		return manager.ProbeResult{Liveness: lifecycle.LivenessAlive, Task: manager.ClassifyState(st, stErr), StateErr: stErr}
 	}
 	running  = &task.StateResponse{ID: "x", Status: tasktypes.Status_RUNNING, Pid: 42}
 	stopped  = &task.StateResponse{ID: "x", Status: tasktypes.Status_STOPPED, ExitStatus: 3}
 	noTask   = errdefs.ErrNotFound
-	timedOut = manager.ProbeResult{Liveness: manager.LivenessUnknown, Err: context.DeadlineExceeded}
-	refused  = manager.ProbeResult{Liveness: manager.LivenessGone, Err: syscall.ECONNREFUSED}
+	timedOut = manager.ProbeResult{Liveness: lifecycle.LivenessUnknown, Err: context.DeadlineExceeded}
+	refused  = manager.ProbeResult{Liveness: lifecycle.LivenessGone, Err: syscall.ECONNREFUSED}
 )
 
 // scanFixture builds one state dir with every shape the scan must handle,
@@ -164,12 +166,12 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 		}
 		env.runtimeNames[ns+"/"+id] = runtimeAnswer{name: runcName, found: true}
 	}
-	found := func(ns, id string, c, s Presence) {
+	found := func(ns, id string, c, s lifecycle.Presence) {
 		env.containers.answers[ns+"/"+id] = c
 		env.sandboxes.answers[ns+"/"+id] = s
 	}
-	dir := Observation{Kind: KindDir, ValidName: true, Runtime: PresenceFound, Container: PresenceFound, Sandbox: PresenceAbsent}
-	obs := func(f func(o *Observation)) Observation {
+	dir := lifecycle.Observation{Kind: lifecycle.KindDir, ValidName: true, Runtime: lifecycle.PresenceFound, Container: lifecycle.PresenceFound, Sandbox: lifecycle.PresenceAbsent}
+	obs := func(f func(o *lifecycle.Observation)) lifecycle.Observation {
 		o := dir
 		f(&o)
 		return o
@@ -178,10 +180,10 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	// 1.x era: a legacy `address` file, no bootstrap.json, and the log
 	// FIFO a running shim holds. The address is read, not migrated.
 	stock("default", "legacy", map[string]string{"address": "file:unix:///run/containerd/s/legacy", "log": "fifo"})
-	found("default", "legacy", PresenceFound, PresenceAbsent)
+	found("default", "legacy", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.probes["default/legacy"] = alive(running, nil)
 	want["default/legacy"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Liveness, o.Task = LivenessAlive, TaskLive }),
+		obs:   obs(func(o *lifecycle.Observation) { o.Liveness, o.Task = lifecycle.LivenessAlive, lifecycle.TaskLive }),
 		probe: &wantProbe{2, "ttrpc", "unix:///run/containerd/s/legacy", runcPath, true, ""},
 	}
 
@@ -190,11 +192,11 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	stock("default", "proto", map[string]string{"bootstrap.json": "file:" + protoBootstrap(t, &bootapi.BootstrapResult{
 		Version: 3, Address: "unix:///run/containerd/s/proto", Protocol: "ttrpc",
 	})})
-	found("default", "proto", PresenceAbsent, PresenceFound)
+	found("default", "proto", lifecycle.PresenceAbsent, lifecycle.PresenceFound)
 	env.probes["default/proto"] = alive(nil, noTask)
 	want["default/proto"] = wantEntry{
-		obs: obs(func(o *Observation) {
-			o.Container, o.Sandbox, o.Liveness, o.Task = PresenceAbsent, PresenceFound, LivenessAlive, TaskNone
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Container, o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceAbsent, lifecycle.PresenceFound, lifecycle.LivenessAlive, lifecycle.TaskNone
 		}),
 		// Adoption rewrites it as JSON (migrate), so the next start trusts it.
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/proto", runcPath, true, ""},
@@ -202,19 +204,19 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 
 	// JSON, version 3, as stock 2.x writes it; the task exited.
 	stock("default", "json3", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/json3","protocol":"ttrpc"}`})
-	found("default", "json3", PresenceFound, PresenceAbsent)
+	found("default", "json3", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.probes["default/json3"] = alive(stopped, nil)
 	want["default/json3"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Liveness, o.Task = LivenessAlive, TaskExited }),
+		obs:   obs(func(o *lifecycle.Observation) { o.Liveness, o.Task = lifecycle.LivenessAlive, lifecycle.TaskExited }),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/json3", runcPath, false, ""},
 	}
 
 	// JSON, version 2, grpc; the shim does not answer in time.
 	stock("default", "json2", map[string]string{"bootstrap.json": `file:{"version":2,"address":"unix:///run/containerd/s/json2","protocol":"grpc"}`})
-	found("default", "json2", PresenceFound, PresenceAbsent)
+	found("default", "json2", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.probes["default/json2"] = timedOut
 	want["default/json2"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Liveness = LivenessUnknown }),
+		obs:   obs(func(o *lifecycle.Observation) { o.Liveness = lifecycle.LivenessUnknown }),
 		probe: &wantProbe{2, "grpc", "unix:///run/containerd/s/json2", runcPath, false, ""},
 	}
 
@@ -223,57 +225,59 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	// damaged file read as an address: the default address is tried too,
 	// and a refusal at both proves nothing (liveness unknown, kept).
 	stock("default", "plain", map[string]string{"bootstrap.json": "file:unix:///run/containerd/s/plain\n"})
-	found("default", "plain", PresenceFound, PresenceAbsent)
+	found("default", "plain", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.probes["default/plain"] = refused
 	want["default/plain"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Liveness = LivenessUnknown }),
+		obs:   obs(func(o *lifecycle.Observation) { o.Liveness = lifecycle.LivenessUnknown }),
 		probe: &wantProbe{2, "ttrpc", "unix:///run/containerd/s/plain", runcPath, false, defaultAddress("default", "plain")},
 	}
 
 	// containerd crashed between `shim start` and writing bootstrap.json:
 	// the shim is found at the default address, and owns nothing.
 	stock("default", "leaked", nil)
-	found("default", "leaked", PresenceFound, PresenceAbsent)
+	found("default", "leaked", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.probes["default/leaked"] = alive(nil, noTask)
 	want["default/leaked"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Liveness, o.Task = LivenessAlive, TaskNone }),
+		obs:   obs(func(o *lifecycle.Observation) { o.Liveness, o.Task = lifecycle.LivenessAlive, lifecycle.TaskNone }),
 		probe: &wantProbe{3, "ttrpc", defaultAddress("default", "leaked"), runcPath, true, ""},
 	}
 
 	// A bootstrap.json of a version we do not speak, and no default
 	// address: nothing to dial, so unknown, and not probed.
 	stock("default", "v4", map[string]string{"bootstrap.json": `file:{"version":4,"address":"unix:///run/x","protocol":"ttrpc"}`})
-	found("default", "v4", PresenceFound, PresenceAbsent)
+	found("default", "v4", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.defaultAddrErr["default/v4"] = true
-	want["default/v4"] = wantEntry{obs: obs(func(o *Observation) { o.Liveness = LivenessUnknown })}
+	want["default/v4"] = wantEntry{obs: obs(func(o *lifecycle.Observation) { o.Liveness = lifecycle.LivenessUnknown })}
 
 	// The stores fail, the runtime name cannot be read, and State fails
 	// with something other than NotFound.
 	stock("default", "storeerr", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/storeerr","protocol":"ttrpc"}`})
-	found("default", "storeerr", PresenceUnknown, PresenceUnknown)
+	found("default", "storeerr", lifecycle.PresenceUnknown, lifecycle.PresenceUnknown)
 	env.runtimeNames["default/storeerr"] = runtimeAnswer{err: errors.New("read shim-binary-path: input/output error")}
 	env.probes["default/storeerr"] = alive(nil, errdefs.ErrUnavailable)
 	want["default/storeerr"] = wantEntry{
-		obs: obs(func(o *Observation) {
-			o.Runtime, o.Container, o.Sandbox, o.Liveness, o.Task = PresenceUnknown, PresenceUnknown, PresenceUnknown, LivenessAlive, TaskUnknown
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Runtime, o.Container, o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceUnknown, lifecycle.PresenceUnknown, lifecycle.PresenceUnknown, lifecycle.LivenessAlive, lifecycle.TaskUnknown
 		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/storeerr", "", false, ""},
 	}
 
 	// The runtime is named but its binary is not installed.
 	stock("default", "nobin", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/nobin","protocol":"ttrpc"}`})
-	found("default", "nobin", PresenceFound, PresenceAbsent)
+	found("default", "nobin", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.runtimeNames["default/nobin"] = runtimeAnswer{name: "io.containerd.uninstalled.v1", found: true}
 	want["default/nobin"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Runtime, o.Liveness = PresenceAbsent, LivenessGone }),
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Runtime, o.Liveness = lifecycle.PresenceAbsent, lifecycle.LivenessGone
+		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/nobin", "", false, ""},
 	}
 
 	// Neither shim-binary-path nor a container record names a runtime.
 	f.bundle("default", "noname", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/noname","protocol":"ttrpc"}`})
 	want["default/noname"] = wantEntry{
-		obs: obs(func(o *Observation) {
-			o.Runtime, o.Container, o.Liveness = PresenceUnknown, PresenceAbsent, LivenessGone
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Runtime, o.Container, o.Liveness = lifecycle.PresenceUnknown, lifecycle.PresenceAbsent, lifecycle.LivenessGone
 		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/noname", "", false, ""},
 	}
@@ -285,41 +289,43 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 		"config.json":    "file:{}",
 		"rootfs":         "dir",
 	})
-	found("default", "joined", PresenceFound, PresenceAbsent)
+	found("default", "joined", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.runtimeNames["default/joined"] = runtimeAnswer{name: runcName, found: true}
 	env.probes["default/joined"] = alive(nil, noTask)
 	want["default/joined"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Joined, o.Liveness, o.Task = true, LivenessAlive, TaskNone }),
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Joined, o.Liveness, o.Task = true, lifecycle.LivenessAlive, lifecycle.TaskNone
+		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/pod1", runcPath, false, ""},
 	}
 
 	// Not bundles, or nothing to probe.
 	f.make("default/empty", "dir")
-	want["default/empty"] = wantEntry{obs: Observation{Kind: KindDir, ValidName: true, Empty: true}}
+	want["default/empty"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindDir, ValidName: true, Empty: true}}
 	f.make("default/afile", "file:not a bundle")
-	want["default/afile"] = wantEntry{obs: Observation{Kind: KindFile}}
+	want["default/afile"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindFile}}
 	f.make("default/emptyfile", "file:")
-	want["default/emptyfile"] = wantEntry{obs: Observation{Kind: KindFile}}
+	want["default/emptyfile"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindFile}}
 	f.make("default/apipe", "fifo")
-	want["default/apipe"] = wantEntry{obs: Observation{Kind: KindOther}}
+	want["default/apipe"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindOther}}
 	// A symlink to a directory that looks like a live bundle: never
 	// followed.
 	if err := os.WriteFile(filepath.Join(f.outside, "bootstrap.json"), []byte(`{"version":3,"address":"unix:///run/outside","protocol":"ttrpc"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f.make("default/outside", "symlink:"+f.outside)
-	want["default/outside"] = wantEntry{obs: Observation{Kind: KindSymlink}}
+	want["default/outside"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindSymlink}}
 	f.make("default/dangling", "symlink:/nonexistent/shimkeeper")
-	want["default/dangling"] = wantEntry{obs: Observation{Kind: KindSymlink}}
+	want["default/dangling"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindSymlink}}
 	for _, id := range []string{"bad..name", strings.Repeat("a", 77), "-leading-dash", "sp ace"} {
 		f.bundle("default", id, map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/bad","protocol":"ttrpc"}`})
-		want["default/"+id] = wantEntry{obs: Observation{Kind: KindDir}}
+		want["default/"+id] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindDir}}
 	}
 	// 76 characters is the longest valid id.
 	long := strings.Repeat("b", 76)
 	f.bundle("default", long, map[string]string{"address": "file:unix:///run/long"})
 	want["default/"+long] = wantEntry{
-		obs:   Observation{Kind: KindDir, ValidName: true, Container: PresenceAbsent, Sandbox: PresenceAbsent, Liveness: LivenessGone},
+		obs:   lifecycle.Observation{Kind: lifecycle.KindDir, ValidName: true, Container: lifecycle.PresenceAbsent, Sandbox: lifecycle.PresenceAbsent, Liveness: lifecycle.LivenessGone},
 		probe: &wantProbe{2, "ttrpc", "unix:///run/long", "", true, ""},
 	}
 	// Dot-names are pending atomic removals: not observed at all.
@@ -327,15 +333,17 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 
 	// Another namespace: the namespace reaches the stores and the probe.
 	stock("k8s.io", "pod1", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/k8s-pod1","protocol":"ttrpc"}`})
-	found("k8s.io", "pod1", PresenceFound, PresenceFound)
+	found("k8s.io", "pod1", lifecycle.PresenceFound, lifecycle.PresenceFound)
 	env.probes["k8s.io/pod1"] = alive(running, nil)
 	want["k8s.io/pod1"] = wantEntry{
-		obs:   obs(func(o *Observation) { o.Sandbox, o.Liveness, o.Task = PresenceFound, LivenessAlive, TaskLive }),
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceFound, lifecycle.LivenessAlive, lifecycle.TaskLive
+		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/k8s-pod1", runcPath, false, ""},
 	}
 	// A namespace that containerd could not have created.
 	f.bundle("bad..ns", "c1", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/badns","protocol":"ttrpc"}`})
-	want["bad..ns/c1"] = wantEntry{obs: Observation{Kind: KindDir}}
+	want["bad..ns/c1"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindDir}}
 	// Top-level entries that are not namespace dirs are not looked into.
 	f.bundle(".trash", "c1", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/trash","protocol":"ttrpc"}`})
 	f.make(ReportFile, `file:{"entries":[]}`)
@@ -431,7 +439,7 @@ func TestScanFixtures(t *testing.T) {
 	}
 
 	// Each probe is reported to the observer once, with its outcome.
-	wantProbed := map[Liveness]int{}
+	wantProbed := map[lifecycle.Liveness]int{}
 	for k, calls := range probes {
 		if s := got[k]; s != nil && len(calls) >= 1 {
 			wantProbed[s.obs.Liveness]++
@@ -524,14 +532,14 @@ func TestScanDeadlinePassed(t *testing.T) {
 			continue
 		}
 		s := got[k]
-		if s.obs.Liveness != LivenessUnknown || s.obs.Task != TaskUnknown {
+		if s.obs.Liveness != lifecycle.LivenessUnknown || s.obs.Task != lifecycle.TaskUnknown {
 			t.Errorf("%s: liveness %s, task %s past the deadline", k, s.obs.Liveness, s.obs.Task)
 		}
 		if !strings.Contains(strings.Join(s.notes, ";"), "deadline") {
 			t.Errorf("%s: notes %q do not mention the deadline", k, s.notes)
 		}
-		if Decide(s.obs).Action != ActionKeep {
-			t.Errorf("%s: %v past the deadline", k, Decide(s.obs))
+		if lifecycle.Decide(s.obs).Action != lifecycle.ActionKeep {
+			t.Errorf("%s: %v past the deadline", k, lifecycle.Decide(s.obs))
 		}
 	}
 }
@@ -661,7 +669,7 @@ func TestScanReadsOnlyRegularFiles(t *testing.T) {
 			t.Errorf("%s: not marked for bootstrap.json migration", k)
 		}
 	}
-	if s := got["default/sbpfifo"]; s == nil || s.obs.Runtime != PresenceUnknown || s.runtimePath != "" {
+	if s := got["default/sbpfifo"]; s == nil || s.obs.Runtime != lifecycle.PresenceUnknown || s.runtimePath != "" {
 		t.Errorf("sbpfifo: %+v", s)
 	}
 	if n := env.runtimeCalls.count("default/sbpfifo"); n != 0 {

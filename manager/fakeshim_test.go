@@ -30,6 +30,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 )
 
 const fakeTaskID = "task-1"
@@ -315,7 +316,7 @@ func TestReconnectHungShim(t *testing.T) {
 	pctx, cancel := context.WithTimeout(nsCtx(), load)
 	res := r.m.Probe(pctx, r.bundle, r.runtime.path, &bootapi.BootstrapResult{Version: 3, Address: h.addr, Protocol: "ttrpc"})
 	cancel()
-	if res.Liveness != LivenessUnknown || res.Shim != nil {
+	if res.Liveness != lifecycle.LivenessUnknown || res.Shim != nil {
 		t.Errorf("probe of a hung shim: liveness %v, shim %v, err %v", res.Liveness, res.Shim, res.Err)
 	}
 	select {
@@ -370,7 +371,7 @@ func TestReconnectDeadSocket(t *testing.T) {
 				t.Errorf("error %v is not %v", err, tc.errno)
 			}
 			res := r.m.Probe(nsCtx(), r.bundle, r.runtime.path, &bootapi.BootstrapResult{Version: 3, Address: tc.addr, Protocol: "ttrpc"})
-			if res.Liveness != LivenessGone {
+			if res.Liveness != lifecycle.LivenessGone {
 				t.Errorf("probe liveness %v, want Gone (%v)", res.Liveness, res.Err)
 			}
 			if runs := r.runtime.runs(t); len(runs) != 0 {

@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
+
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 )
 
 // RuntimeName returns the runtime recorded for an existing bundle: the
@@ -49,45 +51,33 @@ func (m *Manager) DefaultAddress(ctx context.Context, b *Bundle) (string, error)
 	return shim.CreateSocketAddress(namespaces.WithNamespace(ctx, b.Namespace), m.cfg.SocketDir, m.cfg.Address, b.ID, false)
 }
 
-// Liveness classes a probe can end in.
-type Liveness uint8
-
-const (
-	LivenessUnknown Liveness = iota
-	LivenessAlive
-	LivenessGone
-)
-
 // ProbeResult is what a probe learned. Shim is connected (unarmed, not
 // registered) only when the shim answered.
 type ProbeResult struct {
-	Liveness Liveness
+	Liveness lifecycle.Liveness
 	Shim     *Shim
 	// Downgraded: the shim answered only task API v2.
 	Downgraded bool
-	// State of the bundle's task; StateErr when the shim did not give it.
-	State    *task.StateResponse
+	// Task is what the shim said of the bundle's task (TaskUnknown unless
+	// the shim is alive and answered State clearly).
+	Task lifecycle.TaskState
+	// StateErr is why State gave no task, when it did not.
 	StateErr error
 	Err      error
 }
 
-// TaskExists reports whether the shim knows the task: nil when it did not
-// say.
-func (r ProbeResult) TaskExists() *bool {
-	if r.State != nil {
-		t := true
-		return &t
+// ClassifyState classes the shim's answer to State: a task (live or exited),
+// NotFound (no task), or anything else (unknown).
+func ClassifyState(st *task.StateResponse, err error) lifecycle.TaskState {
+	switch {
+	case err == nil && st.Status == tasktypes.Status_STOPPED:
+		return lifecycle.TaskExited
+	case err == nil:
+		return lifecycle.TaskLive
+	case errdefs.IsNotFound(err):
+		return lifecycle.TaskNone
 	}
-	if r.StateErr != nil && errdefs.IsNotFound(r.StateErr) {
-		f := false
-		return &f
-	}
-	return nil
-}
-
-// TaskExited reports whether the task's process has exited.
-func (r ProbeResult) TaskExited() bool {
-	return r.State != nil && r.State.Status == tasktypes.Status_STOPPED
+	return lifecycle.TaskUnknown
 }
 
 // Probe dials the shim at params and asks it for the task: Connect (with
@@ -102,31 +92,28 @@ func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, para
 	v := s.Version()
 	if _, err := m.connectRPC(ctx, s); err != nil {
 		s.Abandon()
-		return ProbeResult{Liveness: LivenessUnknown, Err: fmt.Errorf("task API connect: %w", err)}
+		return ProbeResult{Liveness: lifecycle.LivenessUnknown, Err: fmt.Errorf("task API connect: %w", err)}
 	}
-	r := ProbeResult{Liveness: LivenessAlive, Shim: s, Downgraded: s.Version() != v}
+	r := ProbeResult{Liveness: lifecycle.LivenessAlive, Shim: s, Downgraded: s.Version() != v}
 	tc, err := s.taskClient()
 	if err != nil {
 		r.StateErr = err
 		return r
 	}
 	st, err := tc.State(ctx, &task.StateRequest{ID: b.ID})
-	if err != nil {
-		r.StateErr = errgrpc.ToNative(err)
-	} else {
-		r.State = st
-	}
+	r.StateErr = errgrpc.ToNative(err)
+	r.Task = ClassifyState(st, r.StateErr)
 	return r
 }
 
 // dialLiveness classes a dial error: no socket, or nobody listening on it,
 // proves the shim gone; anything else (a timeout above all) proves
 // nothing.
-func dialLiveness(err error) Liveness {
+func dialLiveness(err error) lifecycle.Liveness {
 	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
-		return LivenessGone
+		return lifecycle.LivenessGone
 	}
-	return LivenessUnknown
+	return lifecycle.LivenessUnknown
 }
 
 // WriteBootstrapFor records what a recovered shim speaks now (after a

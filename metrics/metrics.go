@@ -7,6 +7,7 @@ import (
 
 	gometrics "github.com/docker/go-metrics"
 
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -101,17 +102,17 @@ func PluginLabel(stateDir string) string {
 }
 
 // Probed implements loader.Observer.
-func (o *Observer) Probed(stateDir string, l loader.Liveness, took time.Duration) {
+func (o *Observer) Probed(stateDir string, l lifecycle.Liveness, took time.Duration) {
 	o.probes.WithValues(PluginLabel(stateDir), l.String()).Update(took)
 }
 
 // Decided implements loader.Observer.
-func (o *Observer) Decided(stateDir string, a loader.Action) {
+func (o *Observer) Decided(stateDir string, a lifecycle.Action) {
 	o.decisions.WithValues(PluginLabel(stateDir), a.String()).Inc()
 }
 
 // Finished implements loader.Observer.
-func (o *Observer) Finished(stateDir string, a loader.Action, outcome string) {
+func (o *Observer) Finished(stateDir string, a lifecycle.Action, outcome string) {
 	p := PluginLabel(stateDir)
 	o.bundles.WithValues(p, a.String(), outcome).Inc()
 	if outcome == loader.OutcomeFailed && a.Destructive() {

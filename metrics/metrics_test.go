@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -33,12 +34,12 @@ func newTestObserver(t *testing.T) (*Observer, *prometheus.Registry) {
 // one failed removal, one kept and re-probed.
 func TestObserverCounts(t *testing.T) {
 	o, reg := newTestObserver(t)
-	for _, a := range []loader.Action{loader.ActionAdopt, loader.ActionAdopt, loader.ActionCleanupDead, loader.ActionRemoveEmpty, loader.ActionKeep} {
+	for _, a := range []lifecycle.Action{lifecycle.ActionAdopt, lifecycle.ActionAdopt, lifecycle.ActionCleanupDead, lifecycle.ActionRemoveEmpty, lifecycle.ActionKeep} {
 		o.Decided(taskState, a)
 	}
-	o.Finished(taskState, loader.ActionAdopt, loader.OutcomeDone)
-	o.Finished(taskState, loader.ActionAdopt, loader.OutcomeDone)
-	o.Finished(taskState, loader.ActionKeep, loader.OutcomeProbing)
+	o.Finished(taskState, lifecycle.ActionAdopt, loader.OutcomeDone)
+	o.Finished(taskState, lifecycle.ActionAdopt, loader.OutcomeDone)
+	o.Finished(taskState, lifecycle.ActionKeep, loader.OutcomeProbing)
 	o.Unresponsive(taskState, 1)
 	o.Queue(taskState, 1)
 	o.Queue(taskState, 1)
@@ -46,9 +47,9 @@ func TestObserverCounts(t *testing.T) {
 	o.Ready(sandboxState, 2*time.Millisecond)
 	o.Judged(taskState, 2500*time.Millisecond)
 	o.Queue(taskState, -1)
-	o.Finished(taskState, loader.ActionCleanupDead, loader.OutcomeDone)
+	o.Finished(taskState, lifecycle.ActionCleanupDead, loader.OutcomeDone)
 	o.Queue(taskState, -1)
-	o.Finished(taskState, loader.ActionRemoveEmpty, loader.OutcomeFailed)
+	o.Finished(taskState, lifecycle.ActionRemoveEmpty, loader.OutcomeFailed)
 	o.PassDone(taskState, 3*time.Second)
 
 	const want = `
@@ -97,10 +98,10 @@ shimkeeper_recovery_unresponsive_shims{plugin="task"} 1
 
 func TestObserverProbeHistogram(t *testing.T) {
 	o, reg := newTestObserver(t)
-	o.Probed(taskState, loader.LivenessAlive, 300*time.Microsecond)
-	o.Probed(taskState, loader.LivenessAlive, 2*time.Millisecond)
-	o.Probed(taskState, loader.LivenessUnknown, 2*time.Second)
-	o.Probed(sandboxState, loader.LivenessGone, time.Millisecond)
+	o.Probed(taskState, lifecycle.LivenessAlive, 300*time.Microsecond)
+	o.Probed(taskState, lifecycle.LivenessAlive, 2*time.Millisecond)
+	o.Probed(taskState, lifecycle.LivenessUnknown, 2*time.Second)
+	o.Probed(sandboxState, lifecycle.LivenessGone, time.Millisecond)
 
 	got := histograms(t, reg, "shimkeeper_recovery_probe_seconds")
 	for key, want := range map[string]struct {
@@ -199,7 +200,7 @@ func TestDefaultRegistersOnce(t *testing.T) {
 	if err := prometheus.DefaultRegisterer.Register(dup); err == nil {
 		t.Fatal("the metrics were not registered with the default registry")
 	}
-	obs[0].Decided(taskState, loader.ActionAdopt)
+	obs[0].Decided(taskState, lifecycle.ActionAdopt)
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -518,10 +519,10 @@ func TestReport(t *testing.T) {
 		Totals:   map[string]int{"adopt": 1, "cleanup-dead": 1, "keep": 0},
 		Outcomes: map[string]int{"done": 1, "failed": 1},
 		Entries: []*loader.Entry{
-			{Observation: loader.Observation{Namespace: "ns", ID: "web", Liveness: loader.LivenessAlive, Task: loader.TaskLive},
-				Action: loader.ActionAdopt, Reason: "shim alive, task live", Outcome: loader.OutcomeDone},
-			{Observation: loader.Observation{Namespace: "ns", ID: "db", Liveness: loader.LivenessGone},
-				Action: loader.ActionCleanupDead, Reason: "shim gone", Outcome: loader.OutcomeFailed, Error: "shim delete:\nexit status 1"},
+			{Observation: lifecycle.Observation{Namespace: "ns", ID: "web", Liveness: lifecycle.LivenessAlive, Task: lifecycle.TaskLive},
+				Action: lifecycle.ActionAdopt, Reason: "shim alive, task live", Outcome: loader.OutcomeDone},
+			{Observation: lifecycle.Observation{Namespace: "ns", ID: "db", Liveness: lifecycle.LivenessGone},
+				Action: lifecycle.ActionCleanupDead, Reason: "shim gone", Outcome: loader.OutcomeFailed, Error: "shim delete:\nexit status 1"},
 		},
 	}
 	data, err := json.Marshal(rep)
@@ -553,7 +554,7 @@ func TestReport(t *testing.T) {
 	if err := json.NewDecoder(io.Reader(&out)).Decode(&rs); err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 2 || rs[0].BootID != "b00t" || len(rs[0].Entries) != 2 || rs[0].Entries[1].Action != loader.ActionCleanupDead ||
+	if len(rs) != 2 || rs[0].BootID != "b00t" || len(rs[0].Entries) != 2 || rs[0].Entries[1].Action != lifecycle.ActionCleanupDead ||
 		time.Duration(rs[0].Ready) != 12*time.Millisecond || rs[1].Err == "" {
 		t.Errorf("report JSON round trip: %+v", rs)
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -112,7 +113,7 @@ func sortedEntries(es []*loader.Entry) []*loader.Entry {
 
 // liveness is "-" for entries that are not bundles or were not probed.
 func liveness(e *loader.Entry) string {
-	if e.Kind != loader.KindDir || !e.ValidName || e.Empty {
+	if e.Kind != lifecycle.KindDir || !e.ValidName || e.Empty {
 		return "-"
 	}
 	return e.Liveness.String()
@@ -120,7 +121,7 @@ func liveness(e *loader.Entry) string {
 
 // task is "-" unless a live shim was asked.
 func task(e *loader.Entry) string {
-	if e.Liveness != loader.LivenessAlive || e.Kind != loader.KindDir {
+	if e.Liveness != lifecycle.LivenessAlive || e.Kind != lifecycle.KindDir {
 		return "-"
 	}
 	return e.Task.String()
@@ -129,7 +130,7 @@ func task(e *loader.Entry) string {
 // totals is ": adopt=1 keep=2", non-zero counts in action order.
 func totals(m map[string]int) string {
 	var b strings.Builder
-	for _, a := range loader.Actions {
+	for _, a := range lifecycle.Actions {
 		if n := m[a.String()]; n > 0 {
 			fmt.Fprintf(&b, " %s=%d", a, n)
 		}

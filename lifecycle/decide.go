@@ -1,4 +1,4 @@
-package loader
+package lifecycle
 
 // Action is what recovery does with one entry. Exactly one per entry.
 type Action uint8
