@@ -107,7 +107,7 @@ func TestProgressLogsWhileRunning(t *testing.T) {
 
 	p.setTotal(3)
 	p.Decided("/state", lifecycle.ActionAdopt)
-	p.Finished("/state", lifecycle.ActionAdopt, OutcomeDone)
+	p.Finished("/state", lifecycle.ActionAdopt, lifecycle.OutcomeDone)
 	waitFor(t, &buf, "recovery progress", "phase=judge", "done=1/3", "adopt=1/1")
 	p.Decided("/state", lifecycle.ActionCleanupDead)
 	p.Decided("/state", lifecycle.ActionCleanupDead)
@@ -116,8 +116,8 @@ func TestProgressLogsWhileRunning(t *testing.T) {
 		t.Errorf("an action nothing was decided for is logged:\n%s", buf.String())
 	}
 
-	p.Finished("/state", lifecycle.ActionCleanupDead, OutcomeDone)
-	p.Finished("/state", lifecycle.ActionCleanupDead, OutcomeFailed)
+	p.Finished("/state", lifecycle.ActionCleanupDead, lifecycle.OutcomeDone)
+	p.Finished("/state", lifecycle.ActionCleanupDead, lifecycle.OutcomeFailed)
 	waitFor(t, &buf, "done=3/3", "cleanup-dead=2/2")
 
 	// stop returns once the logging goroutine has: nothing logs after it.
@@ -142,7 +142,7 @@ func TestProgressQuietWhenShort(t *testing.T) {
 	p := startProgress(progressContext(&buf), "/state", inner, time.Hour)
 	p.setTotal(1)
 	p.Decided("/state", lifecycle.ActionAdopt)
-	p.Finished("/state", lifecycle.ActionAdopt, OutcomeDone)
+	p.Finished("/state", lifecycle.ActionAdopt, lifecycle.OutcomeDone)
 	p.stop()
 	p.stop() // idempotent
 	if s := buf.String(); s != "" {

@@ -1,28 +1,21 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
+	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/containerd/log"
+
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 )
 
 // ReportFile is the name of the report in the plugin's state dir.
 const ReportFile = "shimkeeper-recovery.json"
-
-// Outcomes of an entry.
-const (
-	OutcomeDone    = "done"
-	OutcomePending = "pending"
-	OutcomeFailed  = "failed"
-	// OutcomeProbing: kept and registered as unresponsive; re-probed in
-	// the background.
-	OutcomeProbing = "probing"
-)
 
 // Entry is what recovery saw, decided and did for one bundle.
 type Entry struct {
@@ -82,12 +75,47 @@ type Report struct {
 	Errors []string `json:"errors,omitempty"`
 }
 
-// report guards a Report shared by the pass and its background work.
+// report guards a Report shared by the pass and its background work, and
+// writes it: at once at the pass's milestones (flush), and at most once per
+// coalesceInterval for the changes in between, so that a pass of n
+// bundles writes the report a bounded number of times, not once per
+// bundle.
 type report struct {
 	mu   sync.Mutex
 	r    Report
 	path string
 	wmu  sync.Mutex // serializes write
+	// scheduled: a coalesced write is due.
+	scheduled bool
+}
+
+// coalesceInterval bounds how stale the report on disk is between
+// milestones.
+const coalesceInterval = 250 * time.Millisecond
+
+func newReport(path string) *report { return &report{path: path} }
+
+// changed asks for a write within coalesceInterval.
+func (rp *report) changed() {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	if rp.scheduled || rp.path == "" {
+		return
+	}
+	rp.scheduled = true
+	time.AfterFunc(coalesceInterval, func() {
+		rp.mu.Lock()
+		rp.scheduled = false
+		rp.mu.Unlock()
+		_ = rp.write()
+	})
+}
+
+// flush writes the report now.
+func (rp *report) flush(ctx context.Context) {
+	if err := rp.write(); err != nil {
+		log.G(ctx).WithError(err).Warn("failed to write recovery report")
+	}
 }
 
 func (rp *report) update(f func(r *Report)) {

@@ -27,8 +27,8 @@ func TestReportRoundTrip(t *testing.T) {
 		r.Ready = Millis(1234567 * time.Nanosecond) // 1.234 ms: fractional
 		r.Finished = start.Add(time.Second)
 		r.Entries = []*Entry{
-			{Observation: obs, Action: lifecycle.ActionCleanupDead, Reason: "shim gone", Outcome: OutcomeDone, Duration: Millis(3 * time.Millisecond / 2)},
-			{Observation: lifecycle.Observation{Namespace: "default", ID: "x", Kind: lifecycle.KindSymlink}, Action: lifecycle.ActionIgnore, Reason: "not a directory: symlink", Outcome: OutcomeDone, Notes: []string{"n"}},
+			{Observation: obs, Action: lifecycle.ActionCleanupDead, Reason: "shim gone", Outcome: lifecycle.OutcomeDone, Duration: Millis(3 * time.Millisecond / 2)},
+			{Observation: lifecycle.Observation{Namespace: "default", ID: "x", Kind: lifecycle.KindSymlink}, Action: lifecycle.ActionIgnore, Reason: "not a directory: symlink", Outcome: lifecycle.OutcomeDone, Notes: []string{"n"}},
 		}
 		r.WorkDirsRemoved = []string{"default/old"}
 		r.Warnings = []string{"w"}
@@ -54,7 +54,7 @@ func TestReportRoundTrip(t *testing.T) {
 	if got.Totals[lifecycle.ActionCleanupDead.String()] != 1 || got.Totals[lifecycle.ActionAdopt.String()] != 0 || len(got.Totals) != len(lifecycle.Actions) {
 		t.Errorf("totals %v", got.Totals)
 	}
-	if got.Outcomes[OutcomeDone] != 2 {
+	if got.Outcomes[lifecycle.OutcomeDone] != 2 {
 		t.Errorf("outcomes %v", got.Outcomes)
 	}
 }

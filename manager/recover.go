@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -35,14 +36,52 @@ func (m *Manager) Reap(ctx context.Context, s *Shim) error {
 	return s.bundle.Delete()
 }
 
-// ShimDelete runs `<runtime> delete` for bundle b under the cleanup
-// budget.
-func (m *Manager) ShimDelete(ctx context.Context, b *Bundle, runtimePath string) (*runtime.Exit, error) {
+// Adopt puts a probed shim in service: armed, registered (in place of
+// prev, a placeholder, when prev is not nil) and handed to the task
+// monitor. The monitor drops prev's task first: monitors key tasks by id
+// and keep the first they were given, and the task service hands them
+// every task it lists at its init, placeholders included.
+func (m *Manager) Adopt(ctx context.Context, prev, s *Shim) error {
+	if err := s.Arm(); err != nil {
+		return err
+	}
+	if prev == nil {
+		if err := m.Add(ctx, s); err != nil {
+			s.Abandon()
+			return err
+		}
+	} else if !m.Replace(ctx, prev, s) {
+		s.Abandon()
+		return fmt.Errorf("placeholder of %s is no longer registered: %w", s.ID(), errdefs.ErrNotFound)
+	}
+	m.monitorInPlaceOf(ctx, prev, s)
+	return nil
+}
+
+// CleanupDead tears down what a shim proven gone left: `shim delete`
+// (which stops what is left of the container and unmounts it), the bundle
+// and work dir, and, unless the bundle joined a sandbox's shim, its
+// socket files. It returns the exit `shim delete` reported. When `shim
+// delete` fails nothing is removed: the container may still run.
+func (m *Manager) CleanupDead(ctx context.Context, b *Bundle, runtimePath, address string, ownSocket bool) (*runtime.Exit, error) {
 	bin := m.binaryFor(b, runtimePath)
 	if bin == nil {
 		return nil, fmt.Errorf("no shim binary for %s", b.ID)
 	}
-	return m.runShimDelete(namespaces.WithNamespace(ctx, b.Namespace), bin)
+	ctx = namespaces.WithNamespace(ctx, b.Namespace)
+	exit, err := m.runShimDelete(ctx, bin)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Delete(); err != nil {
+		return nil, err
+	}
+	if ownSocket {
+		if err := m.RemoveSocket(ctx, b, address); err != nil {
+			log.G(ctx).WithError(err).WithField("id", b.ID).Warn("failed to remove shim socket")
+		}
+	}
+	return exit, nil
 }
 
 // PublishExit publishes /tasks/exit and /tasks/delete for a task whose

@@ -83,19 +83,26 @@ func (m *Manager) SetTaskMonitor(tm runtime.TaskMonitor) {
 	}
 }
 
-// Monitor hands the task of an adopted shim to the task monitor, if any.
-// Monitoring is idempotent per task id: a task the task service has
-// already handed over stays as it is.
-func (m *Manager) Monitor(ctx context.Context, s *Shim) {
+// monitorInPlaceOf hands the task of an adopted shim to the task monitor,
+// if any, in place of prev's (a placeholder's) when prev is not nil.
+func (m *Manager) monitorInPlaceOf(ctx context.Context, prev, s *Shim) {
 	tm := m.monitor.Load()
 	if tm == nil {
 		return
+	}
+	logger := log.G(ctx).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()})
+	if prev != nil {
+		if pt, err := newTask(prev); err == nil {
+			if err := (*tm).Stop(pt); err != nil {
+				logger.WithError(err).Warn("failed to stop monitoring the placeholder of an adopted task")
+			}
+		}
 	}
 	t, err := newTask(s)
 	if err == nil {
 		err = (*tm).Monitor(t, nil)
 	}
 	if err != nil {
-		log.G(ctx).WithError(err).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()}).Warn("failed to monitor adopted task")
+		logger.WithError(err).Warn("failed to monitor adopted task")
 	}
 }

@@ -115,7 +115,7 @@ func (o *Observer) Decided(stateDir string, a lifecycle.Action) {
 func (o *Observer) Finished(stateDir string, a lifecycle.Action, outcome string) {
 	p := PluginLabel(stateDir)
 	o.bundles.WithValues(p, a.String(), outcome).Inc()
-	if outcome == loader.OutcomeFailed && a.Destructive() {
+	if outcome == lifecycle.OutcomeFailed && a.Destructive() {
 		o.failures.WithValues(p, a.String()).Inc()
 	}
 }

@@ -11,7 +11,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/shimkeeper/shimkeeper/lifecycle"
-	"github.com/shimkeeper/shimkeeper/loader"
 )
 
 const (
@@ -37,9 +36,9 @@ func TestObserverCounts(t *testing.T) {
 	for _, a := range []lifecycle.Action{lifecycle.ActionAdopt, lifecycle.ActionAdopt, lifecycle.ActionCleanupDead, lifecycle.ActionRemoveEmpty, lifecycle.ActionKeep} {
 		o.Decided(taskState, a)
 	}
-	o.Finished(taskState, lifecycle.ActionAdopt, loader.OutcomeDone)
-	o.Finished(taskState, lifecycle.ActionAdopt, loader.OutcomeDone)
-	o.Finished(taskState, lifecycle.ActionKeep, loader.OutcomeProbing)
+	o.Finished(taskState, lifecycle.ActionAdopt, lifecycle.OutcomeDone)
+	o.Finished(taskState, lifecycle.ActionAdopt, lifecycle.OutcomeDone)
+	o.Finished(taskState, lifecycle.ActionKeep, lifecycle.OutcomeProbing)
 	o.Unresponsive(taskState, 1)
 	o.Queue(taskState, 1)
 	o.Queue(taskState, 1)
@@ -47,9 +46,9 @@ func TestObserverCounts(t *testing.T) {
 	o.Ready(sandboxState, 2*time.Millisecond)
 	o.Judged(taskState, 2500*time.Millisecond)
 	o.Queue(taskState, -1)
-	o.Finished(taskState, lifecycle.ActionCleanupDead, loader.OutcomeDone)
+	o.Finished(taskState, lifecycle.ActionCleanupDead, lifecycle.OutcomeDone)
 	o.Queue(taskState, -1)
-	o.Finished(taskState, lifecycle.ActionRemoveEmpty, loader.OutcomeFailed)
+	o.Finished(taskState, lifecycle.ActionRemoveEmpty, lifecycle.OutcomeFailed)
 	o.PassDone(taskState, 3*time.Second)
 
 	const want = `

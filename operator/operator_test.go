@@ -520,9 +520,9 @@ func TestReport(t *testing.T) {
 		Outcomes: map[string]int{"done": 1, "failed": 1},
 		Entries: []*loader.Entry{
 			{Observation: lifecycle.Observation{Namespace: "ns", ID: "web", Liveness: lifecycle.LivenessAlive, Task: lifecycle.TaskLive},
-				Action: lifecycle.ActionAdopt, Reason: "shim alive, task live", Outcome: loader.OutcomeDone},
+				Action: lifecycle.ActionAdopt, Reason: "shim alive, task live", Outcome: lifecycle.OutcomeDone},
 			{Observation: lifecycle.Observation{Namespace: "ns", ID: "db", Liveness: lifecycle.LivenessGone},
-				Action: lifecycle.ActionCleanupDead, Reason: "shim gone", Outcome: loader.OutcomeFailed, Error: "shim delete:\nexit status 1"},
+				Action: lifecycle.ActionCleanupDead, Reason: "shim gone", Outcome: lifecycle.OutcomeFailed, Error: "shim delete:\nexit status 1"},
 		},
 	}
 	data, err := json.Marshal(rep)
