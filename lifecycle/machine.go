@@ -251,7 +251,7 @@ func (m *Machine) rejudge(o Observation) []Effect {
 		return []Effect{{Kind: DoAbandon}, {Kind: DoUnregisterPlaceholder}, {Kind: DoReport}}
 	case a == ActionAdopt:
 		m.state, m.want = StateJudged, wantAdopt
-		m.reason = "unresponsive shim answered: " + m.decision.Reason
+		m.reason = "unresponsive shim answered"
 		return []Effect{{Kind: DoAdopt, Replace: true}}
 	case a.Destructive():
 		// Held before the placeholder goes, for the same reason as above.

@@ -470,6 +470,13 @@ func TestRunReprobeAdopts(t *testing.T) {
 			sh.Abandon()
 		}
 	})
+	// The task service's init hands the monitor every task listed: here
+	// the placeholder.
+	listed, err := manager.NewTaskManager(f.state, f.root, m, nil).Tasks(nsctx, true)
+	if err != nil || len(listed) != 1 {
+		t.Fatalf("tasks at init: %v, %v", listed, err)
+	}
+	mon.Monitor(listed[0], nil)
 	entry := func() Entry {
 		for _, e := range rec.Report().Entries {
 			if e.ID == "slow" {
@@ -505,28 +512,55 @@ func TestRunReprobeAdopts(t *testing.T) {
 	if sh, err := m.Get(nsctx, "slow"); err != nil || sh.Unresponsive() || !sh.Armed() {
 		t.Errorf("slow: registered %v (err %v)", sh, err)
 	}
-	if got := mon.ids(); len(got) != 1 || got[0] != "default/slow" {
-		t.Errorf("task monitor got %v, want [default/slow] once adopted", got)
+	// Race: the monitor kept the placeholder it was given first, and the
+	// cgroups collector reported nothing of the adopted task.
+	mt := mon.task("default/slow")
+	if mt == nil {
+		t.Fatalf("task monitor holds no task of slow (handed %v)", mon.ids())
+	}
+	if st, err := mt.State(nsctx); err != nil || st.Status != runtime.RunningStatus {
+		t.Errorf("task monitor holds a task of slow in state %v (err %v), want the adopted, running one", st.Status, err)
 	}
 	if !exists(filepath.Join(f.state, "default", "slow", "bootstrap.json")) {
 		t.Error("slow: bundle touched")
 	}
 }
 
-// fakeMonitor records the tasks handed to the task monitor.
+// fakeMonitor is a task monitor that behaves as containerd's cgroups
+// collectors do: tasks keyed by namespace/id, the first one handed over
+// kept (a second Monitor of the id is ignored) until Stop.
 type fakeMonitor struct {
 	mu        sync.Mutex
 	monitored []string
+	tasks     map[string]runtime.Task
 }
 
 func (f *fakeMonitor) Monitor(t runtime.Task, _ map[string]string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.monitored = append(f.monitored, t.Namespace()+"/"+t.ID())
+	k := t.Namespace() + "/" + t.ID()
+	f.monitored = append(f.monitored, k)
+	if f.tasks == nil {
+		f.tasks = map[string]runtime.Task{}
+	}
+	if _, ok := f.tasks[k]; !ok {
+		f.tasks[k] = t
+	}
 	return nil
 }
 
-func (f *fakeMonitor) Stop(runtime.Task) error { return nil }
+func (f *fakeMonitor) Stop(t runtime.Task) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.tasks, t.Namespace()+"/"+t.ID())
+	return nil
+}
+
+func (f *fakeMonitor) task(k string) runtime.Task {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tasks[k]
+}
 
 func (f *fakeMonitor) ids() []string {
 	f.mu.Lock()
