@@ -144,7 +144,8 @@ func (m *Manager) WaitHeld(ctx context.Context, ns, id string) error {
 	return nil
 }
 
-func (m *Manager) waitHeldCtx(ctx context.Context, id string) error {
+// WaitHeldCtx is WaitHeld for the namespace of ctx.
+func (m *Manager) WaitHeldCtx(ctx context.Context, id string) error {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return err
@@ -200,8 +201,8 @@ func (l *idLocks) lock(ns, id string) (unlock func()) {
 // still orphaned and removes it.
 func (m *Manager) LockID(ns, id string) (unlock func()) { return m.idLocks.lock(ns, id) }
 
-// lockIDCtx is LockID in the context's namespace.
-func (m *Manager) lockIDCtx(ctx context.Context, id string) (func(), error) {
+// LockIDCtx is LockID in the context's namespace.
+func (m *Manager) LockIDCtx(ctx context.Context, id string) (func(), error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ func TestPendingWaits(t *testing.T) {
 		"Get a/x":    func(ctx context.Context) error { _, err := m.Get(ctx, "x"); return err },
 		"All in a":   func(ctx context.Context) error { _, err := m.tasks(ctx, false); return err },
 		"All":        func(ctx context.Context) error { _, err := m.tasks(ctx, true); return err },
-		"waitHeld x": func(ctx context.Context) error { return m.waitHeldCtx(ctx, "x") },
+		"waitHeld x": func(ctx context.Context) error { return m.WaitHeldCtx(ctx, "x") },
 	} {
 		ctx, cancel := short(a)
 		err := call(ctx)

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	eventstypes "github.com/containerd/containerd/api/events"
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	task "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
@@ -22,10 +21,8 @@ import (
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/core/sandbox"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/pkg/protobuf"
 	"github.com/containerd/containerd/v2/plugins"
 
-	"github.com/shimkeeper/shimkeeper/cleanup"
 	"github.com/shimkeeper/shimkeeper/proc"
 )
 
@@ -131,18 +128,6 @@ func (m *Manager) Remove(ctx context.Context, s *Shim) {
 	}
 }
 
-// Delete deletes the shim registered under id: closes its client (running
-// `shim delete`), removes its bundle and unregisters it.
-func (m *Manager) Delete(ctx context.Context, id string) error {
-	s, err := m.shims.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	err = s.Delete(ctx)
-	m.Remove(ctx, s)
-	return err
-}
-
 func (m *Manager) binary(b *Bundle, runtimePath string) *shimBinary {
 	return &shimBinary{
 		runtime:      runtimePath,
@@ -173,7 +158,7 @@ func (m *Manager) Start(ctx context.Context, id string, b *Bundle, opts runtime.
 		return nil, err
 	}
 	if err := m.Add(ctx, s); err != nil {
-		m.discard(ctx, s)
+		m.Discard(ctx, s)
 		return nil, fmt.Errorf("failed to add task: %w", err)
 	}
 	return s, nil
@@ -243,7 +228,7 @@ func (m *Manager) joinSandbox(ctx context.Context, b *Bundle, opts runtime.Creat
 		return nil, fmt.Errorf("failed to load sandbox task %q: %w", opts.SandboxID, err)
 	}
 	if err := s.Arm(); err != nil {
-		m.discard(ctx, s)
+		m.Discard(ctx, s)
 		return nil, err
 	}
 	return s, nil
@@ -312,46 +297,14 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 	// From here on, closing the client runs `shim delete` through the hook.
 	started = false
 	if err := WriteBootstrap(b.Path, params); err != nil {
-		m.discard(ctx, s)
+		m.Discard(ctx, s)
 		return nil, fmt.Errorf("failed to write bootstrap.json: %w", err)
 	}
 	if err := m.probeNew(lctx, s); err != nil {
-		m.discard(ctx, s)
+		m.Discard(ctx, s)
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
 	return s, nil
-}
-
-// stopStarted kills and waits for the processes of a shim this Create
-// started and gives up on: those listening at address, and those started
-// as its shim instance (-namespace NS -id ID), that started after before
-// (clock ticks since boot). A shim that was already running (a grouped
-// shim whose `start` returned the address of the group's) started earlier
-// and is left alone.
-func (m *Manager) stopStarted(ctx context.Context, b *Bundle, address string, before uint64) {
-	x, err := proc.Snapshot(proc.Root)
-	if err != nil {
-		log.G(ctx).WithError(err).Warn("failed to look for the processes of a failed shim")
-		return
-	}
-	pids, err := x.ListenerPIDs(proc.Root, address)
-	if err != nil {
-		log.G(ctx).WithError(err).WithField("address", address).Warn("failed to look for the server of a failed shim")
-	}
-	pids = append(pids, x.ShimPIDs(b.Namespace, b.ID)...)
-	seen := map[int]bool{}
-	for _, pid := range pids {
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		st, err := proc.Stat(proc.Root, pid)
-		if err != nil || !st.Exists || st.StartTicks+1 < before {
-			continue
-		}
-		err = cleanup.KillStarted(pid, st.StartTicks, m.cfg.Timeouts.Cleanup)
-		log.G(ctx).WithError(err).WithFields(log.Fields{"pid": pid, "address": address}).Warn("stopped the server of a shim whose start failed")
-	}
 }
 
 // probeNew checks that a freshly started shim answers the task API before
@@ -406,121 +359,4 @@ func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params
 		return nil, fmt.Errorf("unable to make connection: %w", err)
 	}
 	return s, nil
-}
-
-// discard tears down a shim that never became a task: close the client
-// (the hook runs `shim delete` and removes the bundle) under the cleanup
-// budget, detached from the caller, and unregister it.
-func (m *Manager) discard(ctx context.Context, s *Shim) {
-	dctx, cancel := m.cleanupContext(ctx)
-	defer cancel()
-	if err := s.Delete(dctx); err != nil {
-		log.G(ctx).WithError(err).WithField("id", s.ID()).Warn("failed to clean up shim")
-	}
-	m.Remove(ctx, s)
-}
-
-func (m *Manager) runShimDelete(ctx context.Context, bin *shimBinary) (*runtime.Exit, error) {
-	dctx, cancel := m.cleanupContext(ctx)
-	defer cancel()
-	exit, err := bin.delete(dctx)
-	if err != nil {
-		log.G(ctx).WithError(err).WithField("id", bin.id).Warn("failed to clean up after shim")
-	}
-	return exit, err
-}
-
-// onClose is the hook run when a shim's connection ends, locally or
-// remotely. Like stock: run `shim delete` (which stops what is left of the
-// container and unmounts it), remove the bundle, and, when the shim was a
-// registered task whose delete had not already reported its exit, publish
-// /tasks/exit and /tasks/delete and unregister it.
-func (m *Manager) onClose(s *Shim) func() {
-	return func() {
-		ctx := namespaces.WithNamespace(context.Background(), s.Namespace())
-		ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()}))
-		s.closed.Store(true)
-		defer s.stopLogs()
-		if !s.armed.Load() {
-			return
-		}
-		log.G(ctx).Info("shim disconnected")
-
-		var exit *runtime.Exit
-		if s.binary != nil {
-			var err error
-			if exit, err = m.runShimDelete(ctx, s.binary); err == nil {
-				if err := s.bundle.Delete(); err != nil {
-					log.G(ctx).WithError(err).Warn("failed to delete bundle of dead shim")
-				}
-			}
-		}
-		if !m.registered(ctx, s) {
-			return
-		}
-		defer m.shims.Delete(ctx, s.ID())
-		if s.deleteExit.Load() != nil || m.cfg.Events == nil {
-			return
-		}
-		if exit == nil {
-			exit = UnknownExit()
-		}
-		m.publishExit(ctx, s.ID(), exit)
-	}
-}
-
-// UnknownExit is the exit reported for a shim that died when `shim delete`
-// could not say how its task ended: status 255, now, as stock reports it.
-func UnknownExit() *runtime.Exit {
-	return &runtime.Exit{Status: 255, Timestamp: time.Now()}
-}
-
-// publishExit publishes /tasks/exit and /tasks/delete for a task whose
-// shim is gone.
-func (m *Manager) publishExit(ctx context.Context, id string, exit *runtime.Exit) {
-	at := protobuf.ToTimestamp(exit.Timestamp)
-	if err := m.cfg.Events.Publish(ctx, runtime.TaskExitEventTopic, &eventstypes.TaskExit{
-		ContainerID: id, ID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: at,
-	}); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to publish task exit")
-	}
-	if err := m.cfg.Events.Publish(ctx, runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
-		ContainerID: id, Pid: exit.Pid, ExitStatus: exit.Status, ExitedAt: at,
-	}); err != nil {
-		log.G(ctx).WithError(err).Warn("failed to publish task delete")
-	}
-}
-
-// cleanupContext bounds one teardown step by the cleanup budget, detached
-// from ctx's cancellation: a caller that gives up must not leave a half
-// torn-down shim.
-func (m *Manager) cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), m.cfg.Timeouts.Cleanup)
-}
-
-// reap tears down a task the daemon gives up on (after a failed Create, or
-// a leaked shim): task Delete, Shutdown and close, detached from the
-// caller under the cleanup budget. If Delete fails, Shutdown and close are
-// still done, with a fresh budget if the first ran out. The bundle is
-// removed only when `shim delete` (run by the close hook) succeeds or the
-// task delete succeeded.
-func (m *Manager) reap(ctx context.Context, t *Task) error {
-	dctx, cancel := m.cleanupContext(ctx)
-	defer cancel()
-	_, err := t.delete(dctx, m.cfg.Timeouts.Shutdown, func() {})
-	if err == nil {
-		return nil
-	}
-	// Over ttrpc a deadline comes back as ErrUnknown, so check the context
-	// rather than the error.
-	if dctx.Err() != nil {
-		dctx, cancel = m.cleanupContext(ctx)
-		defer cancel()
-	}
-	_ = t.Shutdown(dctx)
-	if t.conn != nil {
-		_ = t.conn.Close()
-		_ = t.conn.UserOnCloseWait(dctx)
-	}
-	return err
 }

@@ -116,34 +116,6 @@ func (s *Shim) taskClient() (taskClient, error) {
 	return newTaskClient(s.client, s.Version())
 }
 
-// Delete closes the client, waits for the close hook (which runs `shim
-// delete`), then removes the bundle and work dir.
-func (s *Shim) Delete(ctx context.Context) error {
-	var errs []error
-	if s.conn != nil {
-		if err := s.conn.Close(); err != nil && !errors.Is(err, io.EOF) {
-			errs = append(errs, fmt.Errorf("close shim client: %w", err))
-		}
-		if err := s.conn.UserOnCloseWait(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("close wait: %w", err))
-		}
-	}
-	if err := s.bundle.Delete(); err != nil {
-		log.G(ctx).WithError(err).WithField("id", s.ID()).Error("failed to delete bundle")
-		errs = append(errs, fmt.Errorf("delete bundle: %w", err))
-	}
-	return errors.Join(errs...)
-}
-
-// Abandon closes the connection without touching the shim or its bundle.
-func (s *Shim) Abandon() {
-	s.armed.Store(false)
-	if s.conn != nil {
-		_ = s.conn.Close()
-	}
-	s.stopLogs()
-}
-
 // Arm puts a probed shim in service: its log FIFO is drained from now on,
 // and losing its connection runs the dead-shim cleanup. It fails if the
 // connection has already closed: the shim is gone.

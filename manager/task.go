@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	task "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 
@@ -262,57 +260,4 @@ func statusFromProto(s tasktypes.Status) runtime.Status {
 		return runtime.PausingStatus
 	}
 	return 0
-}
-
-// Shutdown asks the shim to exit once it serves no task. A closed
-// connection means it already has.
-func (t *Task) Shutdown(ctx context.Context) error {
-	_, err := t.task.Shutdown(ctx, &task.ShutdownRequest{ID: t.ID()})
-	if err != nil && !errors.Is(err, ttrpc.ErrClosed) {
-		return native(err)
-	}
-	return nil
-}
-
-// delete deletes the task in the shim, shuts the shim down and removes its
-// bundle, as stock does. A Delete error other than NotFound or a closed
-// connection, or a failed Shutdown, leaves everything in place for a
-// retry, which then returns the cached exit.
-func (t *Task) delete(ctx context.Context, shutdownTimeout time.Duration, unregister func()) (*runtime.Exit, error) {
-	resp, shimErr := t.task.Delete(ctx, &task.DeleteRequest{ID: t.ID()})
-	if shimErr != nil {
-		log.G(ctx).WithField("id", t.ID()).WithError(shimErr).Error("failed to delete task")
-		if !errors.Is(shimErr, ttrpc.ErrClosed) {
-			shimErr = native(shimErr)
-			if !errdefs.IsNotFound(shimErr) {
-				return nil, shimErr
-			}
-		}
-	}
-	var exit *runtime.Exit
-	if shimErr == nil {
-		exit = &runtime.Exit{Pid: resp.Pid, Status: resp.ExitStatus, Timestamp: protobuf.FromTimestamp(resp.ExitedAt)}
-		cached := *exit
-		t.deleteExit.Store(&cached)
-	}
-	sctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
-	err := t.Shutdown(sctx)
-	cancel()
-	if err != nil {
-		return nil, fmt.Errorf("failed to invoke shutdown: %w", err)
-	}
-	if err := t.Shim.Delete(ctx); err != nil {
-		log.G(ctx).WithField("id", t.ID()).WithError(err).Error("failed to delete shim")
-	}
-	unregister()
-	if exit == nil {
-		if cached := t.deleteExit.Load(); cached != nil {
-			e := *cached
-			exit = &e
-		}
-	}
-	if exit == nil {
-		return nil, shimErr
-	}
-	return exit, nil
 }

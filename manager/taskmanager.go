@@ -47,10 +47,10 @@ func (tm *TaskManager) ID() string { return plugins.RuntimePluginV2.String() + "
 // Create makes the bundle, starts (or joins) a shim, activates the rootfs
 // mounts and creates the task in the shim. On failure it undoes all of it.
 func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.CreateOpts) (_ runtime.Task, retErr error) {
-	if err := tm.m.waitHeldCtx(ctx, taskID); err != nil {
+	if err := tm.m.WaitHeldCtx(ctx, taskID); err != nil {
 		return nil, err
 	}
-	unlock, err := tm.m.lockIDCtx(ctx, taskID)
+	unlock, err := tm.m.LockIDCtx(ctx, taskID)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.C
 	var act activation
 	defer func() {
 		if retErr != nil && act.owned {
-			dctx, cancel := tm.m.cleanupContext(ctx)
+			dctx, cancel := tm.m.CleanupContext(ctx)
 			defer cancel()
 			if err := tm.mounts.Deactivate(dctx, taskID); err != nil {
 				log.G(ctx).WithError(err).WithField("id", taskID).Error("failed to deactivate mounts")
@@ -88,7 +88,7 @@ func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.C
 	defer func() {
 		if retErr != nil {
 			tm.m.Remove(ctx, s)
-			tm.cleanupStarted(ctx, s)
+			tm.m.abortStarted(ctx, s)
 		}
 	}()
 
@@ -118,20 +118,6 @@ func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.C
 		return nil, fmt.Errorf("failed to create shim task: %w", err)
 	}
 	return t, nil
-}
-
-// cleanupStarted tears down a shim whose task was not created: task
-// Delete, Shutdown and close (the hook runs `shim delete`), each under the
-// cleanup budget and detached from the caller.
-func (tm *TaskManager) cleanupStarted(ctx context.Context, s *Shim) {
-	t, err := newTask(s)
-	if err != nil {
-		tm.m.discard(ctx, s)
-		return
-	}
-	if err := tm.m.reap(ctx, t); err != nil && !errdefs.IsNotFound(err) {
-		log.G(ctx).WithError(err).WithField("id", s.ID()).Error("failed to clean up shim")
-	}
 }
 
 // Get returns the task registered under id.
@@ -165,7 +151,7 @@ func (tm *TaskManager) Delete(ctx context.Context, taskID string) (*runtime.Exit
 	if err != nil {
 		return nil, err
 	}
-	exit, err := t.delete(ctx, tm.m.cfg.Timeouts.Shutdown, func() { tm.m.Remove(ctx, s) })
+	exit, err := tm.m.deleteTask(ctx, t, func() { tm.m.Remove(ctx, s) })
 	if err != nil && !errdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("failed to delete task: %w", err)
 	}

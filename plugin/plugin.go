@@ -27,6 +27,7 @@ import (
 	"github.com/shimkeeper/shimkeeper/loader"
 	"github.com/shimkeeper/shimkeeper/manager"
 	"github.com/shimkeeper/shimkeeper/metrics"
+	"github.com/shimkeeper/shimkeeper/sandboxctl"
 )
 
 // Timeout keys. The first three are stock's; start is shimkeeper's.
@@ -231,7 +232,7 @@ func initSandboxController(ic *plugin.InitContext) (any, error) {
 	opts.Observer = metrics.Default()
 	exportRecovery(ic, loader.Run(ic.Context, m, opts))
 	log.G(ic.Context).Debug("shim sandbox controller ready")
-	return manager.NewSandboxController(state, root, m), nil
+	return sandboxctl.New(state, root, m), nil
 }
 
 func logURISchemes() string {

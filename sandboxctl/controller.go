@@ -1,4 +1,4 @@
-package manager
+package sandboxctl
 
 import (
 	"context"
@@ -18,24 +18,26 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/core/sandbox"
+
+	"github.com/shimkeeper/shimkeeper/manager"
 )
 
-// SandboxController is the "shim" sandbox controller: each sandbox runs in
+// Controller is the "shim" sandbox controller: each sandbox runs in
 // a shim started in the controller's own dirs and driven through the
 // sandbox API. It shares the shim map with the task runtime.
-type SandboxController struct {
+type Controller struct {
 	stateDir, rootDir string
-	m                 *Manager
+	m                 *manager.Manager
 }
 
-var _ sandbox.Controller = (*SandboxController)(nil)
+var _ sandbox.Controller = (*Controller)(nil)
 
-// NewSandboxController returns the controller for the given dirs.
-func NewSandboxController(stateDir, rootDir string, m *Manager) *SandboxController {
-	return &SandboxController{stateDir: stateDir, rootDir: rootDir, m: m}
+// New returns the controller for the given dirs.
+func New(stateDir, rootDir string, m *manager.Manager) *Controller {
+	return &Controller{stateDir: stateDir, rootDir: rootDir, m: m}
 }
 
-func (c *SandboxController) client(ctx context.Context, id string) (runtimeapi.TTRPCSandboxService, error) {
+func (c *Controller) client(ctx context.Context, id string) (runtimeapi.TTRPCSandboxService, error) {
 	s, err := c.m.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -44,34 +46,34 @@ func (c *SandboxController) client(ctx context.Context, id string) (runtimeapi.T
 }
 
 // cleanup shuts a failed sandbox down and deletes its shim.
-func (c *SandboxController) cleanup(ctx context.Context, id string, svc runtimeapi.TTRPCSandboxService) {
-	ctx, cancel := c.m.cleanupContext(ctx)
+func (c *Controller) cleanup(ctx context.Context, id string, svc runtimeapi.TTRPCSandboxService) {
+	ctx, cancel := c.m.CleanupContext(ctx)
 	defer cancel()
 	if _, err := svc.ShutdownSandbox(ctx, &runtimeapi.ShutdownSandboxRequest{SandboxID: id}); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Error("failed to shutdown sandbox")
 	}
-	if err := c.m.Delete(ctx, id); err != nil {
+	if err := c.m.CloseShim(ctx, id); err != nil {
 		log.G(ctx).WithError(err).WithField("id", id).Error("failed to delete shim")
 	}
 }
 
-func (c *SandboxController) Create(ctx context.Context, info sandbox.Sandbox, opts ...sandbox.CreateOpt) (retErr error) {
+func (c *Controller) Create(ctx context.Context, info sandbox.Sandbox, opts ...sandbox.CreateOpt) (retErr error) {
 	var co sandbox.CreateOptions
 	for _, o := range opts {
 		o(&co)
 	}
 	id := info.ID
-	if err := c.m.waitHeldCtx(ctx, id); err != nil {
+	if err := c.m.WaitHeldCtx(ctx, id); err != nil {
 		return err
 	}
 	if _, err := c.m.Get(ctx, id); err == nil {
 		return fmt.Errorf("sandbox %s already running: %w", id, errdefs.ErrAlreadyExists)
 	}
-	unlock, err := c.m.lockIDCtx(ctx, id)
+	unlock, err := c.m.LockIDCtx(ctx, id)
 	if err != nil {
 		return err
 	}
-	b, err := NewBundle(ctx, c.stateDir, c.rootDir, id, info.Spec)
+	b, err := manager.NewBundle(ctx, c.stateDir, c.rootDir, id, info.Spec)
 	unlock()
 	if err != nil {
 		return err
@@ -91,7 +93,7 @@ func (c *SandboxController) Create(ctx context.Context, info sandbox.Sandbox, op
 	}
 	svc, err := sandbox.NewClient(s.Client())
 	if err != nil {
-		c.m.discard(ctx, s)
+		c.m.Discard(ctx, s)
 		return err
 	}
 	if _, err := svc.CreateSandbox(ctx, &runtimeapi.CreateSandboxRequest{
@@ -108,7 +110,7 @@ func (c *SandboxController) Create(ctx context.Context, info sandbox.Sandbox, op
 	return nil
 }
 
-func (c *SandboxController) Start(ctx context.Context, id string) (sandbox.ControllerInstance, error) {
+func (c *Controller) Start(ctx context.Context, id string) (sandbox.ControllerInstance, error) {
 	s, err := c.m.Get(ctx, id)
 	if err != nil {
 		return sandbox.ControllerInstance{}, fmt.Errorf("unable to find sandbox %q: %w", id, err)
@@ -133,7 +135,7 @@ func (c *SandboxController) Start(ctx context.Context, id string) (sandbox.Contr
 	}, nil
 }
 
-func (c *SandboxController) Platform(ctx context.Context, id string) (imagespec.Platform, error) {
+func (c *Controller) Platform(ctx context.Context, id string) (imagespec.Platform, error) {
 	svc, err := c.client(ctx, id)
 	if err != nil {
 		return imagespec.Platform{}, err
@@ -151,7 +153,7 @@ func (c *SandboxController) Platform(ctx context.Context, id string) (imagespec.
 
 // Stop stops the sandbox; a sandbox or shim that is already gone counts as
 // stopped.
-func (c *SandboxController) Stop(ctx context.Context, id string, opts ...sandbox.StopOpt) error {
+func (c *Controller) Stop(ctx context.Context, id string, opts ...sandbox.StopOpt) error {
 	var so sandbox.StopOptions
 	for _, o := range opts {
 		o(&so)
@@ -176,7 +178,7 @@ func (c *SandboxController) Stop(ctx context.Context, id string, opts ...sandbox
 	return nil
 }
 
-func (c *SandboxController) Shutdown(ctx context.Context, id string) error {
+func (c *Controller) Shutdown(ctx context.Context, id string) error {
 	svc, err := c.client(ctx, id)
 	if err != nil {
 		return err
@@ -187,13 +189,13 @@ func (c *SandboxController) Shutdown(ctx context.Context, id string) error {
 		return fmt.Errorf("failed to shutdown sandbox: %w", errgrpc.ToNative(err))
 	}
 	// The close hook may have cleaned up and unregistered the shim already.
-	if err := c.m.Delete(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+	if err := c.m.CloseShim(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("failed to delete sandbox shim: %w", err)
 	}
 	return nil
 }
 
-func (c *SandboxController) Wait(ctx context.Context, id string) (sandbox.ExitStatus, error) {
+func (c *Controller) Wait(ctx context.Context, id string) (sandbox.ExitStatus, error) {
 	svc, err := c.client(ctx, id)
 	if err != nil {
 		return sandbox.ExitStatus{}, err
@@ -207,7 +209,7 @@ func (c *SandboxController) Wait(ctx context.Context, id string) (sandbox.ExitSt
 
 // Status of the sandbox. A sandbox whose shim is not registered is
 // reported as exited now, as stock does.
-func (c *SandboxController) Status(ctx context.Context, id string, verbose bool) (sandbox.ControllerStatus, error) {
+func (c *Controller) Status(ctx context.Context, id string, verbose bool) (sandbox.ControllerStatus, error) {
 	s, err := c.m.Get(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return sandbox.ControllerStatus{SandboxID: id, ExitedAt: time.Now()}, nil
@@ -237,7 +239,7 @@ func (c *SandboxController) Status(ctx context.Context, id string, verbose bool)
 	}, nil
 }
 
-func (c *SandboxController) Metrics(ctx context.Context, id string) (*types.Metric, error) {
+func (c *Controller) Metrics(ctx context.Context, id string) (*types.Metric, error) {
 	svc, err := c.client(ctx, id)
 	if err != nil {
 		return nil, err
@@ -249,7 +251,7 @@ func (c *SandboxController) Metrics(ctx context.Context, id string) (*types.Metr
 	return resp.Metrics, nil
 }
 
-func (c *SandboxController) Update(ctx context.Context, id string, sb sandbox.Sandbox, fields ...string) error {
+func (c *Controller) Update(ctx context.Context, id string, sb sandbox.Sandbox, fields ...string) error {
 	svc, err := c.client(ctx, id)
 	if err != nil {
 		return err

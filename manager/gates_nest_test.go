@@ -2,25 +2,9 @@ package manager
 
 import (
 	"context"
-	"io"
 	"testing"
 	"time"
 )
-
-// containerd's server calls Close on every plugin instance that has it when
-// it stops; closing a shim client runs `shim delete`, which kills the
-// container. So no instance handed to the plugin registry may be a Closer.
-func TestInstancesAreNotClosers(t *testing.T) {
-	for name, v := range map[string]any{
-		"Manager":           &Manager{},
-		"TaskManager":       &TaskManager{},
-		"SandboxController": &SandboxController{},
-	} {
-		if _, ok := v.(io.Closer); ok {
-			t.Errorf("%s implements io.Closer: stopping the daemon would kill containers", name)
-		}
-	}
-}
 
 // Holds of one id nest: the id stays held until the last release, and a
 // second release of the same hold is harmless.
