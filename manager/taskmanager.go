@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/plugins"
+
+	"github.com/shimkeeper/shimkeeper/shimbin"
 )
 
 // TaskManager is the task runtime (runtime.PlatformRuntime) over the shim
@@ -181,7 +183,7 @@ func (tm *TaskManager) runtimeInfo(ctx context.Context, req *apitypes.RuntimeReq
 	if err != nil {
 		return nil, fmt.Errorf("failed to resolve runtime path: %w", err)
 	}
-	return runtimeInfo(ctx, path, req.Options)
+	return shimbin.Info(ctx, path, req.Options)
 }
 
 // validateRuntimeFeatures checks, only when a mount uses idmap, that the
