@@ -21,6 +21,7 @@ import (
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/shimbin"
+	"github.com/shimkeeper/shimkeeper/shimconn"
 	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
@@ -33,7 +34,7 @@ type Shim struct {
 	// was adopted while its binary could not be resolved.
 	binary  *shimbin.Binary
 	client  any
-	conn    shimConn
+	conn    shimconn.Conn
 	version atomic.Int32
 	// bootstrap is what the shim advertised, where it listens included
 	// (nil on a placeholder).
@@ -88,7 +89,7 @@ func newShim(b *Bundle, bin *shimbin.Binary, params *bootapi.BootstrapResult) *S
 
 // dial connects s to its shim, with the manager's close hook.
 func (m *Manager) dial(ctx context.Context, s *Shim) (err error) {
-	s.client, s.conn, err = connect(ctx, s.bootstrap, m.onClose(s))
+	s.client, s.conn, err = shimconn.Connect(ctx, s.bootstrap, m.onClose(s))
 	return err
 }
 
@@ -117,7 +118,7 @@ func (s *Shim) Downgrade() error {
 // a placeholder's answers UNKNOWN and fails the rest (unresponsive.go).
 func (s *Shim) TaskClient() (taskapi.Client, error) {
 	if s.Unresponsive() {
-		return unresponsiveClient{id: s.ID(), since: s.unresponsiveSince, why: s.unresponsiveWhy}, nil
+		return taskapi.Unavailable{ID: s.ID(), Since: s.unresponsiveSince, Why: s.unresponsiveWhy}, nil
 	}
 	return taskapi.New(s.client, s.Version())
 }
