@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 func TestWithin(t *testing.T) {
@@ -56,23 +58,6 @@ func TestWithin(t *testing.T) {
 				t.Errorf("Within(%q, %q) = %v, want %v", tc.dir, tc.path, got, tc.want)
 			}
 		})
-	}
-}
-
-// canary makes a directory outside the confining dir with a file in it,
-// and returns a check that both still exist.
-func canary(t *testing.T) (dir string, check func()) {
-	t.Helper()
-	dir = t.TempDir()
-	f := filepath.Join(dir, "canary")
-	if err := os.WriteFile(f, []byte("alive"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir, func() {
-		t.Helper()
-		if data, err := os.ReadFile(f); err != nil || string(data) != "alive" {
-			t.Fatalf("canary %s was touched: %q, %v", f, data, err)
-		}
 	}
 }
 
@@ -172,7 +157,7 @@ func TestRemove(t *testing.T) {
 	})
 
 	t.Run("symlink to a dir is removed as a link", func(t *testing.T) {
-		target, check := canary(t)
+		target, check := testshim.Canary(t)
 		p := filepath.Join(dir, "link")
 		if err := os.Symlink(target, p); err != nil {
 			t.Fatal(err)
@@ -187,7 +172,7 @@ func TestRemove(t *testing.T) {
 	})
 
 	t.Run("symlink inside a removed tree is not followed", func(t *testing.T) {
-		target, check := canary(t)
+		target, check := testshim.Canary(t)
 		p := filepath.Join(dir, "withlink")
 		mustMkdir(t, p)
 		if err := os.Symlink(target, filepath.Join(p, "out")); err != nil {
@@ -218,7 +203,7 @@ func TestRemove(t *testing.T) {
 	// A symlinked component between dir and the target would lead the
 	// removal outside dir although the path, as text, is inside it.
 	t.Run("symlinked parent component is refused", func(t *testing.T) {
-		target, check := canary(t)
+		target, check := testshim.Canary(t)
 		mustMkdir(t, filepath.Join(target, "victim"))
 		link := filepath.Join(dir, "ns")
 		if err := os.Symlink(target, link); err != nil {
@@ -288,7 +273,7 @@ func TestAtomicRemove(t *testing.T) {
 
 	t.Run("stale dot-link is not followed", func(t *testing.T) {
 		dir := t.TempDir()
-		target, check := canary(t)
+		target, check := testshim.Canary(t)
 		p := filepath.Join(dir, "id")
 		mustWrite(t, filepath.Join(p, "new"))
 		if err := os.Symlink(target, filepath.Join(dir, ".id")); err != nil {
@@ -305,7 +290,7 @@ func TestAtomicRemove(t *testing.T) {
 
 	t.Run("symlink is removed as a link", func(t *testing.T) {
 		dir := t.TempDir()
-		target, check := canary(t)
+		target, check := testshim.Canary(t)
 		p := filepath.Join(dir, "work")
 		if err := os.Symlink(target, p); err != nil {
 			t.Fatal(err)
@@ -345,7 +330,7 @@ func TestAtomicRemove(t *testing.T) {
 func TestFinishPending(t *testing.T) {
 	dir := t.TempDir()
 	parent := filepath.Join(dir, "ns")
-	target, check := canary(t)
+	target, check := testshim.Canary(t)
 
 	// Leftovers of interrupted AtomicRemoves: removed.
 	mustWrite(t, filepath.Join(parent, ".a", "rootfs", "f"))
@@ -440,7 +425,7 @@ func TestDeleteBundle(t *testing.T) {
 
 	t.Run("work link pointing outside is not followed", func(t *testing.T) {
 		p := newBundle(t)
-		target, check := canary(t)
+		target, check := testshim.Canary(t)
 		link := filepath.Join(p.Bundle(), "work")
 		if err := os.Remove(link); err != nil {
 			t.Fatal(err)
@@ -459,7 +444,7 @@ func TestDeleteBundle(t *testing.T) {
 
 	t.Run("rootfs symlink pointing outside is not followed", func(t *testing.T) {
 		p := newBundle(t)
-		target, check := canary(t)
+		target, check := testshim.Canary(t)
 		rootfs := filepath.Join(p.Bundle(), "rootfs")
 		if err := os.Remove(rootfs); err != nil {
 			t.Fatal(err)
@@ -582,7 +567,7 @@ func TestDeleteBundleRootfsLinkToMount(t *testing.T) {
 		t.Skip("mounting a tmpfs needs root")
 	}
 	p := newBundle(t)
-	target, check := canary(t)
+	target, check := testshim.Canary(t)
 	if err := unix.Mount("tmpfs", target, "tmpfs", 0, "size=1m"); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			t.Skipf("cannot mount tmpfs here: %v", err)

@@ -2,25 +2,15 @@ package cleanup
 
 import (
 	"errors"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/proc"
 )
-
-func staleSocket(t *testing.T, path string) {
-	t.Helper()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetUnlinkOnClose(false)
-	l.Close()
-}
 
 func TestRemoveSocket(t *testing.T) {
 	base := t.TempDir()
@@ -35,7 +25,7 @@ func TestRemoveSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{filepath.Join(dir, "own"), filepath.Join(dir, "sub", "own"), filepath.Join(dir, "canary"), filepath.Join(outside, "canary"), filepath.Join(outside, "in", "x")} {
-		staleSocket(t, p)
+		testshim.StaleSocket(t, p)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
 		t.Fatal(err)

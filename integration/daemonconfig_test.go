@@ -15,6 +15,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // badConfigDeadline is how soon a daemon given a bad config must exit.
@@ -50,7 +52,7 @@ func TestBadConfigFailsStart(t *testing.T) {
 			d := newDaemon(t)
 			d.Stop()
 			good := d.config()
-			stateBefore := recTree(t, d.State)
+			stateBefore := testshim.Tree(t, false, d.State)
 			socketsBefore := dirEntries(d.SocketDir)
 			if err := os.WriteFile(d.ConfigPath, []byte(tc.config(d)), 0o600); err != nil {
 				t.Fatal(err)
@@ -79,7 +81,7 @@ func TestBadConfigFailsStart(t *testing.T) {
 			if procs := shimProcs(d.Address); len(procs) > 0 {
 				t.Errorf("processes of the failed daemon: %+v", procs)
 			}
-			if diff := recDiffTrees(stateBefore, recTree(t, d.State)); len(diff) > 0 {
+			if diff := testshim.DiffTrees(stateBefore, testshim.Tree(t, false, d.State)); len(diff) > 0 {
 				t.Errorf("the failed start changed the state dir:\n%s", strings.Join(diff, "\n"))
 			}
 			if got := dirEntries(d.SocketDir); !equalStrings(got, socketsBefore) {

@@ -4,8 +4,6 @@ package integration
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // Operator tooling: the recovery report, the task plugin's recovery.*
@@ -83,11 +83,11 @@ func TestRecoveryObservability(t *testing.T) {
 
 	// Plan and report, daemon stopped: nothing on disk changes, no
 	// process is touched.
-	before := opTreeHash(t, d.State, d.Root, d.SocketDir)
+	before := testshim.Tree(t, true, d.State, d.Root, d.SocketDir)
 	planned := opPlanActions(opRunJSON[[]opPluginReport](t, d, "plan"))
 	table := opMustRun(t, d, "recovery", "plan")
 	lastReport := opRunJSON[[]opPluginReport](t, d, "report")
-	if diff := opDiffTrees(before, opTreeHash(t, d.State, d.Root, d.SocketDir)); len(diff) > 0 {
+	if diff := testshim.DiffTrees(before, testshim.Tree(t, true, d.State, d.Root, d.SocketDir)); len(diff) > 0 {
 		t.Fatalf("recovery plan/report changed the disk:\n%s", strings.Join(diff, "\n"))
 	}
 	for id, pid := range shims {
@@ -517,69 +517,6 @@ func opEqualMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// opTreeHash fingerprints every entry under dirs: type, mode, size, mtime,
-// ctime and the content of regular files. FIFOs are not read (that would
-// block) and their times are left out: a live shim may write its log FIFO
-// at any time, which is not a change made by the command under test.
-func opTreeHash(t *testing.T, dirs ...string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, dir := range dirs {
-		err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			fi, err := os.Lstat(path)
-			if err != nil {
-				return err
-			}
-			if fi.Mode()&fs.ModeNamedPipe != 0 {
-				out[path] = fi.Mode().String()
-				return nil
-			}
-			st := fi.Sys().(*syscall.Stat_t)
-			sum := ""
-			if fi.Mode().IsRegular() {
-				f, err := os.Open(path)
-				if err != nil {
-					return err
-				}
-				h := sha256.New()
-				_, err = io.Copy(h, f)
-				f.Close()
-				if err != nil {
-					return err
-				}
-				sum = hex.EncodeToString(h.Sum(nil))
-			}
-			out[path] = fmt.Sprintf("%v %d m%d.%d c%d.%d %s", fi.Mode(), fi.Size(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, sum)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
-}
-
-func opDiffTrees(before, after map[string]string) []string {
-	var d []string
-	for p, v := range before {
-		if w, ok := after[p]; !ok {
-			d = append(d, "removed "+p)
-		} else if w != v {
-			d = append(d, "changed "+p+": "+v+" -> "+w)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			d = append(d, "created "+p)
-		}
-	}
-	sort.Strings(d)
-	return d
 }
 
 // opMetrics is a scrape: series "name{k="v",...}" (labels sorted) to value.

@@ -4,8 +4,6 @@ package integration
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -280,65 +278,6 @@ func recDeleteTaskViaShim(t testing.TB, d *Daemon, ns, id string) {
 	if _, err := tc.State(ctx, &taskv3.StateRequest{ID: id}); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("state of %s after delete through its shim: %v, want not found", id, err)
 	}
-}
-
-// recTree describes every entry below dir without following links: type,
-// mode, size, a hash of regular files' content, link targets. FIFOs and
-// sockets are not opened.
-func recTree(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := e.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		desc := fi.Mode().String()
-		switch {
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			desc += fmt.Sprintf(" %d %s", fi.Size(), hex.EncodeToString(sum[:8]))
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(path)
-			if err != nil {
-				return err
-			}
-			desc += " -> " + target
-		}
-		out[rel] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", dir, err)
-	}
-	return out
-}
-
-// recDiffTrees lists the differences between two recTree results.
-func recDiffTrees(before, after map[string]string) []string {
-	var diffs []string
-	for k, v := range before {
-		if w, ok := after[k]; !ok {
-			diffs = append(diffs, "removed "+k+" ("+v+")")
-		} else if v != w {
-			diffs = append(diffs, "changed "+k+": "+v+" → "+w)
-		}
-	}
-	for k, v := range after {
-		if _, ok := before[k]; !ok {
-			diffs = append(diffs, "added "+k+" ("+v+")")
-		}
-	}
-	sort.Strings(diffs)
-	return diffs
 }
 
 // recRawDaemon is a daemon process started from d's binary and config

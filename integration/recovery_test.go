@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -465,10 +466,10 @@ func TestRecoveryHostileState(t *testing.T) {
 	}
 	trees := map[string]map[string]string{}
 	for _, p := range kept {
-		trees[p] = recTree(t, p)
+		trees[p] = testshim.Tree(t, false, p)
 	}
 	for _, dir := range canaries {
-		trees[dir] = recTree(t, dir)
+		trees[dir] = testshim.Tree(t, false, dir)
 	}
 
 	since := time.Now()
@@ -513,7 +514,7 @@ func TestRecoveryHostileState(t *testing.T) {
 		recWaitPathGone(t, d, p)
 	}
 	for p, before := range trees {
-		if diff := recDiffTrees(before, recTree(t, p)); len(diff) > 0 {
+		if diff := testshim.DiffTrees(before, testshim.Tree(t, false, p)); len(diff) > 0 {
 			t.Errorf("%s changed: %q", p, diff)
 		}
 	}
@@ -648,7 +649,7 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 		fmt.Sprintf("recovery_hold_start = %v", holdStart),
 	))
 	bundle := recBundle(d, ns, "hung")
-	before := recTree(t, bundle)
+	before := testshim.Tree(t, false, bundle)
 	recKill(t, hungShim, syscall.SIGSTOP)
 	stopped := true
 	t.Cleanup(func() {
@@ -742,7 +743,7 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 	if r := d.execIn(ns, "ok", "e1", "/bin/true"); r.ExitCode != 0 {
 		t.Errorf("exec in ok next to the hung shim\n%s", r)
 	}
-	if diff := recDiffTrees(before, recTree(t, bundle)); len(diff) > 0 {
+	if diff := testshim.DiffTrees(before, testshim.Tree(t, false, bundle)); len(diff) > 0 {
 		t.Errorf("bundle of the hung shim changed: %q", diff)
 	}
 	if !pidAlive(hung.PID) {

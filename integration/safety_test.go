@@ -5,7 +5,6 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -267,17 +267,6 @@ func TestSafetyExitBeforeNewTask(t *testing.T) {
 	assertNoLeaks(t, d)
 }
 
-// safeStaleSocket leaves a unix socket file at path with nobody listening.
-func safeStaleSocket(t testing.TB, path string) {
-	t.Helper()
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetUnlinkOnClose(false)
-	l.Close()
-}
-
 // TestSafetyHostileSocketAddress: a dead shim's bootstrap.json names its
 // socket through a symlink and "..": cleanup must remove neither the
 // socket that the textual path names inside the socket dir (another
@@ -302,8 +291,8 @@ func TestSafetyHostileSocketAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	inside, beyond := filepath.Join(d.SocketDir, "canary"), filepath.Join(outside, "canary")
-	safeStaleSocket(t, inside)
-	safeStaleSocket(t, beyond)
+	testshim.StaleSocket(t, inside)
+	testshim.StaleSocket(t, beyond)
 	boot := map[string]any{"version": 3, "protocol": "ttrpc", "address": "unix://" + link + "/../canary"}
 	data, _ := json.Marshal(boot)
 	if err := os.WriteFile(filepath.Join(recBundle(d, ns, "h"), "bootstrap.json"), data, 0o600); err != nil {

@@ -359,22 +359,6 @@ func TestRemappedRootGID(t *testing.T) {
 	}
 }
 
-// outsideCanary is a dir outside both plugin dirs with a file in it.
-func outsideCanary(t *testing.T) (dir string, check func()) {
-	t.Helper()
-	dir = t.TempDir()
-	f := filepath.Join(dir, "canary")
-	if err := os.WriteFile(f, []byte("alive"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir, func() {
-		t.Helper()
-		if data, err := os.ReadFile(f); err != nil || string(data) != "alive" {
-			t.Fatalf("canary %s was touched: %q, %v", f, data, err)
-		}
-	}
-}
-
 func TestBundleDelete(t *testing.T) {
 	withUmask(t, 0o022)
 	newB := func(t *testing.T) (*Bundle, string, string) {
@@ -415,7 +399,7 @@ func TestBundleDelete(t *testing.T) {
 	// remove whatever is there.
 	t.Run("work link pointing outside is not followed", func(t *testing.T) {
 		b, state, root := newB(t)
-		target, check := outsideCanary(t)
+		target, check := testshim.Canary(t)
 		link := filepath.Join(b.Path, FileWork)
 		if err := os.Remove(link); err != nil {
 			t.Fatal(err)
@@ -435,7 +419,7 @@ func TestBundleDelete(t *testing.T) {
 
 	t.Run("rootfs symlink pointing outside is not followed", func(t *testing.T) {
 		b, state, _ := newB(t)
-		target, check := outsideCanary(t)
+		target, check := testshim.Canary(t)
 		rootfs := filepath.Join(b.Path, DirRootfs)
 		if err := os.Remove(rootfs); err != nil {
 			t.Fatal(err)

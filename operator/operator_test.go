@@ -3,24 +3,20 @@ package operator
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
@@ -98,62 +94,6 @@ func (f *fixture) bundle(t *testing.T, ns, id, socket, binary string) {
 	}
 }
 
-// treeHash fingerprints every entry under the dirs: path, type, mode,
-// size, mtime, ctime and the content of regular files. Any write, create,
-// remove, chmod or rename changes it; reads do not.
-func treeHash(t *testing.T, dirs ...string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, dir := range dirs {
-		err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			fi, err := os.Lstat(path)
-			if err != nil {
-				return err
-			}
-			st := fi.Sys().(*syscall.Stat_t)
-			sum := ""
-			if fi.Mode().IsRegular() {
-				data, err := os.ReadFile(path)
-				if err != nil {
-					return err
-				}
-				h := sha256.Sum256(data)
-				sum = hex.EncodeToString(h[:])
-			}
-			out[path] = fmt.Sprintf("%v %d %d.%d %d.%d %s", fi.Mode(), fi.Size(), st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, sum)
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
-}
-
-func diffTrees(before, after map[string]string) []string {
-	var d []string
-	for p, v := range before {
-		if w, ok := after[p]; !ok {
-			d = append(d, "removed "+p)
-		} else if w != v {
-			d = append(d, "changed "+p)
-		}
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			d = append(d, "created "+p)
-		}
-	}
-	sort.Strings(d)
-	return d
-}
-
 func runPlan(t *testing.T, o Options) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
@@ -227,7 +167,7 @@ func TestPlanFixture(t *testing.T) {
 	}
 
 	dirs := []string{f.state, f.root, f.socketDir}
-	before := treeHash(t, dirs...)
+	before := testshim.Tree(t, true, dirs...)
 
 	out, err := runPlan(t, Options{ConfigPath: f.config, ConfigSet: true, JSON: true})
 	if err != nil {
@@ -281,7 +221,7 @@ func TestPlanFixture(t *testing.T) {
 		}
 	}
 
-	if d := diffTrees(before, treeHash(t, dirs...)); len(d) > 0 {
+	if d := testshim.DiffTrees(before, testshim.Tree(t, true, dirs...)); len(d) > 0 {
 		t.Fatalf("plan changed the disk:\n%s", strings.Join(d, "\n"))
 	}
 }
@@ -385,7 +325,7 @@ func TestPlanBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, "")
 			o := tc.setup(t, f)
-			before := treeHash(t, f.state, f.root)
+			before := testshim.Tree(t, true, f.state, f.root)
 			start := time.Now()
 			out, err := runPlan(t, o)
 			took := time.Since(start)
@@ -407,7 +347,7 @@ func TestPlanBadInput(t *testing.T) {
 			if took > 5*time.Second {
 				t.Errorf("took %s", took)
 			}
-			if d := diffTrees(before, treeHash(t, f.state, f.root)); len(d) > 0 {
+			if d := testshim.DiffTrees(before, testshim.Tree(t, true, f.state, f.root)); len(d) > 0 {
 				t.Errorf("plan changed the disk:\n%s", strings.Join(d, "\n"))
 			}
 			t.Logf("%s (%s)", msg, took.Round(time.Millisecond))
@@ -530,7 +470,7 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustWrite(t, filepath.Join(f.taskState(), loader.ReportFile), string(data))
-	before := treeHash(t, f.state, f.root)
+	before := testshim.Tree(t, true, f.state, f.root)
 
 	out.Reset()
 	if err := Report(context.Background(), &out, Options{ConfigPath: f.config, ConfigSet: true}); err != nil {
@@ -558,7 +498,7 @@ func TestReport(t *testing.T) {
 		time.Duration(rs[0].Ready) != 12*time.Millisecond || rs[1].Err == "" {
 		t.Errorf("report JSON round trip: %+v", rs)
 	}
-	if d := diffTrees(before, treeHash(t, f.state, f.root)); len(d) > 0 {
+	if d := testshim.DiffTrees(before, testshim.Tree(t, true, f.state, f.root)); len(d) > 0 {
 		t.Fatalf("report changed the disk:\n%s", strings.Join(d, "\n"))
 	}
 }
