@@ -321,3 +321,30 @@ func (o *countingObserver) Finished(_ string, a lifecycle.Action, outcome string
 }
 
 func (o *countingObserver) Unresponsive(_ string, d int) { o.add("unresponsive", d) }
+
+// The report is not rewritten for every bundle's outcome: a pass over
+// 10000 bundles, each cleaned up, writes it a bounded number of times
+// (its milestones, and once per coalescing interval in between), so the
+// bytes written grow linearly with the bundles, not with their square.
+func TestDriverReportWritesCoalesced(t *testing.T) {
+	f := newFixture(t)
+	const n = 10000
+	for i := range n {
+		if err := os.MkdirAll(filepath.Join(f.state, "default", fmt.Sprintf("b%05d", i)), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	act := newFakeActuator(func(string, int) lifecycle.Observation { return fakeGone })
+	start := time.Now()
+	rec := runFake(t, f, act, nil)
+	rec.Wait()
+	took := time.Since(start)
+	if got := len(rec.Report().Entries); got != n {
+		t.Fatalf("%d entries, want %d", got, n)
+	}
+	// ready, judged, finished, plus one per interval the pass ran.
+	bound := int64(3 + took/coalesceInterval + 1)
+	if w := rec.rep.writes.Load(); w > bound {
+		t.Errorf("report written %d times for %d bundles in %s, want at most %d", w, n, took, bound)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/log"
@@ -87,6 +88,8 @@ type report struct {
 	wmu  sync.Mutex // serializes write
 	// scheduled: a coalesced write is due.
 	scheduled bool
+	// writes counts the writes made (tests).
+	writes atomic.Int64
 }
 
 // coalesceInterval bounds how stale the report on disk is between
@@ -153,6 +156,7 @@ func (rp *report) write() error {
 	// that an older snapshot never replaces a newer one.
 	rp.wmu.Lock()
 	defer rp.wmu.Unlock()
+	rp.writes.Add(1)
 	r := rp.snapshot()
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
