@@ -1,8 +1,6 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +20,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
 
@@ -200,7 +200,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	// none or it may be a damaged file read as an address, the default
 	// address of a shim started for this id.
 	var candidates []*bootapi.BootstrapResult
-	trusted := err == nil && form != manager.FormOther
+	trusted := err == nil && form != bootstrap.FormOther
 	if err != nil {
 		s.note("bootstrap: " + err.Error())
 	} else {
@@ -213,7 +213,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		if addr, aerr := env.DefaultAddress(ctx, s.bundle); aerr != nil {
 			s.note("default address: " + aerr.Error())
 		} else if len(candidates) == 0 || candidates[0].Address != addr {
-			candidates = append(candidates, &bootapi.BootstrapResult{Version: manager.CurrentShimVersion, Protocol: "ttrpc", Address: addr})
+			candidates = append(candidates, &bootapi.BootstrapResult{Version: bootstrap.CurrentVersion, Protocol: "ttrpc", Address: addr})
 		}
 	}
 	if len(candidates) == 0 {
@@ -238,7 +238,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		s.params = c
 		// Adopting writes bootstrap.json in containerd's JSON form unless
 		// it is already there, so the next start trusts the address.
-		s.migrate = form != manager.FormJSON || i > 0 || err != nil
+		s.migrate = form != bootstrap.FormJSON || i > 0 || err != nil
 		s.guessed = !trusted
 		if s.probe.Err != nil {
 			s.note("probe " + c.Address + ": " + s.probe.Err.Error())
@@ -276,15 +276,15 @@ func (s *scanned) note(n string) { s.notes = append(s.notes, n) }
 // bootstrap.json or address that is a FIFO would block the scan for ever,
 // and one that is a symlink would lead it out of the bundle (to
 // /dev/zero, say). Either counts as no usable bootstrap.
-func readBootstrap(bundle string) (*bootapi.BootstrapResult, manager.BootstrapForm, error) {
+func readBootstrap(bundle string) (*bootapi.BootstrapResult, bootstrap.Form, error) {
 	err := regularOrAbsent(filepath.Join(bundle, manager.FileBootstrap))
 	if errors.Is(err, fs.ErrNotExist) {
 		err = regularOrAbsent(filepath.Join(bundle, manager.FileAddress))
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, manager.FormOther, err
+		return nil, bootstrap.FormOther, err
 	}
-	return manager.ReadBootstrapForm(bundle)
+	return bootstrap.ReadForm(bundle)
 }
 
 // errNotRegular: a bundle file the scan will not read.

@@ -16,13 +16,14 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
+	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/cleanup"
 )
 
 // Names of the files in a bundle that containerd itself reads or writes.
 const (
-	FileBootstrap  = "bootstrap.json"
-	FileAddress    = "address" // written by 1.x-era shims only
+	FileBootstrap  = bootstrap.File
+	FileAddress    = bootstrap.AddressFile // written by 1.x-era shims only
 	FileBinaryPath = "shim-binary-path"
 	FileSandbox    = "sandbox"
 	FileLog        = "log"

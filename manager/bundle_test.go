@@ -18,6 +18,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/pkg/protobuf/types"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 const testNS = "testns"
@@ -266,12 +268,12 @@ func TestNewBundleRejects(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		before := snapshot(t, filepath.Dir(state))
+		before := testshim.Snapshot(t, filepath.Dir(state))
 		_, err := NewBundle(nsCtx(), state, root, "task-1", specAny(t, &specs.Spec{}))
 		if !errors.Is(err, fs.ErrExist) {
 			t.Fatalf("got %v, want ErrExist", err)
 		}
-		requireSameSnapshot(t, before, snapshot(t, filepath.Dir(state)))
+		testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, filepath.Dir(state)))
 	})
 }
 

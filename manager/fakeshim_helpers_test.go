@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
 
+	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
@@ -470,7 +471,7 @@ func (r *fakeRuntime) runs(t *testing.T) []string {
 // probes the shim under the load budget, as recovery does for one bundle; it
 // returns the connected, unarmed shim when it answered.
 func reconnect(m *Manager, ctx context.Context, b *Bundle, runtimePath string) (*Shim, error) {
-	params, _, err := ReadBootstrap(b.Path)
+	params, _, err := bootstrap.Read(b.Path)
 	if err != nil {
 		return nil, err
 	}

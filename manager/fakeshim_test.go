@@ -29,6 +29,7 @@ import (
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 
+	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 )
@@ -75,7 +76,7 @@ func newRig(t *testing.T, load time.Duration) *rig {
 
 func (r *rig) writeBootstrap(t *testing.T, version int32, address string) {
 	t.Helper()
-	if err := WriteBootstrap(r.bundle.Path, &bootapi.BootstrapResult{Version: version, Address: address, Protocol: "ttrpc"}); err != nil {
+	if err := bootstrap.Write(r.bundle.Path, &bootapi.BootstrapResult{Version: version, Address: address, Protocol: "ttrpc"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -140,7 +141,7 @@ func TestReconnectAdopts(t *testing.T) {
 			f := newFakeTask()
 			srv := serveTTRPC(t, abstract, func(s *ttrpc.Server) { task.RegisterTTRPCTaskService(s, f) })
 			r.writeBootstrap(t, 3, srv.addr)
-			before := snapshot(t, r.bundle.Path)
+			before := testshim.Snapshot(t, r.bundle.Path)
 
 			s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
 			if err != nil {
@@ -161,7 +162,7 @@ func TestReconnectAdopts(t *testing.T) {
 				t.Errorf("Connect carried ns %q, request %v", c.ns, c.req)
 			}
 			// A probe reads: the bundle is as it was, and no `shim delete`.
-			requireSameSnapshot(t, before, snapshot(t, r.bundle.Path))
+			testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, r.bundle.Path))
 			if runs := r.runtime.runs(t); len(runs) != 0 {
 				t.Errorf("shim delete ran: %v", runs)
 			}
@@ -279,7 +280,7 @@ func TestReconnectHungShim(t *testing.T) {
 
 	h := serveHang(t)
 	r.writeBootstrap(t, 3, h.addr)
-	before := snapshot(t, r.bundle.Path)
+	before := testshim.Snapshot(t, r.bundle.Path)
 
 	start := time.Now()
 	s, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path)
@@ -300,7 +301,7 @@ func TestReconnectHungShim(t *testing.T) {
 
 	// A shim that is slow is not a dead shim: nothing was deleted, no
 	// `shim delete` ran.
-	requireSameSnapshot(t, before, snapshot(t, r.bundle.Path))
+	testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, r.bundle.Path))
 	if runs := r.runtime.runs(t); len(runs) != 0 {
 		t.Errorf("shim delete ran on a hung shim: %v", runs)
 	}
@@ -468,7 +469,7 @@ func TestClosedConnectionState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Abandon()
-	before := snapshot(t, r.bundle.Path)
+	before := testshim.Snapshot(t, r.bundle.Path)
 	srv.l.cut()
 	if err := s.conn.UserOnCloseWait(nsCtx()); err != nil {
 		t.Fatal(err)
@@ -480,7 +481,7 @@ func TestClosedConnectionState(t *testing.T) {
 	if _, err := tk.State(nsCtx()); !errdefs.IsNotFound(err) {
 		t.Errorf("State on a closed connection: %v, want NotFound", err)
 	}
-	requireSameSnapshot(t, before, snapshot(t, r.bundle.Path))
+	testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, r.bundle.Path))
 	if runs := r.runtime.runs(t); len(runs) != 0 {
 		t.Errorf("shim delete ran for an unarmed shim: %v", runs)
 	}
@@ -783,7 +784,7 @@ func TestAbandonArmedShim(t *testing.T) {
 	if err := s.Arm(); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, r.bundle.Path)
+	before := testshim.Snapshot(t, r.bundle.Path)
 	s.Abandon()
 	if err := s.conn.UserOnCloseWait(nsCtx()); err != nil {
 		t.Fatal(err)
@@ -794,7 +795,7 @@ func TestAbandonArmedShim(t *testing.T) {
 	if ev := r.events.all(); len(ev) != 0 {
 		t.Errorf("events for an abandoned shim: %v", ev)
 	}
-	requireSameSnapshot(t, before, snapshot(t, r.bundle.Path))
+	testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, r.bundle.Path))
 	// The shim itself is untouched and still answers a new connection.
 	if s2, err := reconnect(r.m, nsCtx(), r.bundle, r.runtime.path); err != nil {
 		t.Errorf("shim unreachable after Abandon: %v", err)

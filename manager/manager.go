@@ -23,7 +23,10 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/plugins"
 
+	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/gates"
 	"github.com/shimkeeper/shimkeeper/proc"
+	"github.com/shimkeeper/shimkeeper/shimbin"
 )
 
 // Timeouts are the shim budgets, read once from containerd's [timeouts].
@@ -57,10 +60,11 @@ type Config struct {
 type Manager struct {
 	cfg      Config
 	shims    *runtime.NSMap[*Shim]
-	runtimes *runtimeResolver
-	holds    gates
-	pending  gates
-	idLocks  idLocks
+	runtimes *shimbin.Resolver
+	// holds: ids held by background cleanup (Hold); pending: ids
+	// awaiting recovery's verdict (Pend).
+	holds, pending gates.Set
+	idLocks        gates.Locks
 	// servingSeen: containerd's grpc address has accepted a connection.
 	servingSeen atomic.Bool
 	monitor     atomic.Pointer[runtime.TaskMonitor]
@@ -68,7 +72,7 @@ type Manager struct {
 
 // New returns a Manager. It starts nothing.
 func New(cfg Config) *Manager {
-	return &Manager{cfg: cfg, shims: runtime.NewNSMap[*Shim](), runtimes: newRuntimeResolver()}
+	return &Manager{cfg: cfg, shims: runtime.NewNSMap[*Shim](), runtimes: shimbin.NewResolver()}
 }
 
 // ID is the plugin id, io.containerd.shim.v1.manager.
@@ -128,16 +132,16 @@ func (m *Manager) Remove(ctx context.Context, s *Shim) {
 	}
 }
 
-func (m *Manager) binary(b *Bundle, runtimePath string) *shimBinary {
-	return &shimBinary{
-		runtime:      runtimePath,
-		address:      m.cfg.Address,
-		ttrpcAddress: m.cfg.TTRPCAddress,
-		socketDir:    m.cfg.SocketDir,
-		env:          m.cfg.Env,
-		namespace:    b.Namespace,
-		id:           b.ID,
-		bundle:       b.Path,
+func (m *Manager) binary(b *Bundle, runtimePath string) *shimbin.Binary {
+	return &shimbin.Binary{
+		Runtime:      runtimePath,
+		Address:      m.cfg.Address,
+		TTRPCAddress: m.cfg.TTRPCAddress,
+		SocketDir:    m.cfg.SocketDir,
+		Env:          m.cfg.Env,
+		Namespace:    b.Namespace,
+		ID:           b.ID,
+		Bundle:       b.Path,
 	}
 }
 
@@ -197,7 +201,7 @@ func (m *Manager) joinParams(ctx context.Context, id string, opts runtime.Create
 		if err != nil {
 			return nil, false, fmt.Errorf("can't find shim for sandbox %s: %w", opts.SandboxID, err)
 		}
-		p, _, err := ReadBootstrap(sb.Bundle())
+		p, _, err := bootstrap.Read(sb.Bundle())
 		if err != nil {
 			return nil, false, fmt.Errorf("failed to get bootstrap params of sandbox %s: %w", opts.SandboxID, err)
 		}
@@ -216,7 +220,7 @@ func (m *Manager) joinSandbox(ctx context.Context, b *Bundle, opts runtime.Creat
 	if err := os.WriteFile(filepath.Join(b.Path, FileSandbox), []byte(opts.SandboxID), 0o600); err != nil {
 		return nil, err
 	}
-	if err := WriteBootstrap(b.Path, params); err != nil {
+	if err := bootstrap.Write(b.Path, params); err != nil {
 		return nil, fmt.Errorf("failed to write bootstrap.json for bundle %s: %w", b.Path, err)
 	}
 	runtimePath, err := m.runtimes.Resolve(opts.Runtime)
@@ -271,7 +275,7 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Start)
 	defer cancel()
-	params, err = bin.start(sctx, typeurl.MarshalProto(topts))
+	params, err = bin.Start(sctx, typeurl.MarshalProto(topts))
 	if err != nil {
 		// A shim we killed on timeout may have forked before dying.
 		started = sctx.Err() != nil
@@ -296,7 +300,7 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 	}
 	// From here on, closing the client runs `shim delete` through the hook.
 	started = false
-	if err := WriteBootstrap(b.Path, params); err != nil {
+	if err := bootstrap.Write(b.Path, params); err != nil {
 		m.Discard(ctx, s)
 		return nil, fmt.Errorf("failed to write bootstrap.json: %w", err)
 	}
@@ -329,7 +333,7 @@ func (m *Manager) probeNew(ctx context.Context, s *Shim) error {
 // NotImplemented, as stock does on load.
 func (m *Manager) connectRPC(ctx context.Context, s *Shim) (*task.ConnectResponse, error) {
 	call := func() (*task.ConnectResponse, error) {
-		tc, err := s.taskClient()
+		tc, err := s.TaskClient()
 		if err != nil {
 			return nil, err
 		}
@@ -351,7 +355,7 @@ func (m *Manager) connectRPC(ctx context.Context, s *Shim) (*task.ConnectRespons
 // touched: call Arm to put it in service. bin may be nil when the shim's
 // binary cannot be resolved; such a shim can be served but `shim delete`
 // cannot run for it.
-func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) (*Shim, error) {
+func (m *Manager) Attach(ctx context.Context, b *Bundle, bin *shimbin.Binary, params *bootapi.BootstrapResult) (*Shim, error) {
 	s := newShim(b, bin, params)
 	lctx, cancel := context.WithTimeout(ctx, m.cfg.Timeouts.Load)
 	defer cancel()

@@ -19,7 +19,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
 
+	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
+	"github.com/shimkeeper/shimkeeper/shimbin"
 )
 
 // RuntimeName returns the runtime recorded for an existing bundle: the
@@ -95,7 +97,7 @@ func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, para
 		return ProbeResult{Liveness: lifecycle.LivenessUnknown, Err: fmt.Errorf("task API connect: %w", err)}
 	}
 	r := ProbeResult{Liveness: lifecycle.LivenessAlive, Shim: s, Downgraded: s.Version() != v}
-	tc, err := s.taskClient()
+	tc, err := s.TaskClient()
 	if err != nil {
 		r.StateErr = err
 		return r
@@ -128,12 +130,12 @@ func (m *Manager) WriteBootstrapFor(s *Shim) error {
 		}
 	}
 	p.Version = int32(s.Version())
-	return WriteBootstrap(s.Bundle(), p)
+	return bootstrap.Write(s.Bundle(), p)
 }
 
 // binaryFor returns the `shim delete` runner for bundle b, or nil when
 // runtimePath is empty.
-func (m *Manager) binaryFor(b *Bundle, runtimePath string) *shimBinary {
+func (m *Manager) binaryFor(b *Bundle, runtimePath string) *shimbin.Binary {
 	if runtimePath == "" {
 		return nil
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/shimconn"
 )
 
 // serving reports whether containerd's grpc address accepts connections:
@@ -21,7 +23,7 @@ func (m *Manager) serving() bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	if unixAccepts(ctx, strings.TrimPrefix(m.cfg.Address, "unix://")) != nil {
+	if shimconn.UnixAccepts(ctx, strings.TrimPrefix(m.cfg.Address, "unix://")) != nil {
 		return false
 	}
 	m.servingSeen.Store(true)

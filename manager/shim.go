@@ -18,6 +18,11 @@ import (
 
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/shimbin"
+	"github.com/shimkeeper/shimkeeper/shimconn"
+	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
 // Shim is one connected shim process: the bundle it serves, its client
@@ -27,9 +32,9 @@ type Shim struct {
 	bundle *Bundle
 	// binary runs `shim delete` for this bundle. It is nil for a shim that
 	// was adopted while its binary could not be resolved.
-	binary  *shimBinary
+	binary  *shimbin.Binary
 	client  any
-	conn    shimConn
+	conn    shimconn.Conn
 	version atomic.Int32
 	// bootstrap is what the shim advertised, where it listens included
 	// (nil on a placeholder).
@@ -76,7 +81,7 @@ func (s *Shim) Bundle() string { return s.bundle.Path }
 func (s *Shim) Client() any { return s.client }
 
 // newShim is a Shim for the shim params describe, not yet connected.
-func newShim(b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) *Shim {
+func newShim(b *Bundle, bin *shimbin.Binary, params *bootapi.BootstrapResult) *Shim {
 	s := &Shim{bundle: b, binary: bin, bootstrap: params}
 	s.version.Store(params.Version)
 	return s
@@ -84,7 +89,7 @@ func newShim(b *Bundle, bin *shimBinary, params *bootapi.BootstrapResult) *Shim 
 
 // dial connects s to its shim, with the manager's close hook.
 func (m *Manager) dial(ctx context.Context, s *Shim) (err error) {
-	s.client, s.conn, err = connect(ctx, s.bootstrap, m.onClose(s))
+	s.client, s.conn, err = shimconn.Connect(ctx, s.bootstrap, m.onClose(s))
 	return err
 }
 
@@ -102,18 +107,20 @@ func (s *Shim) Version() int { return int(s.version.Load()) }
 // Downgrade lowers the task API version from v3 to v2, for 1.7-era shims
 // behind a 2.x binary that prints version 3.
 func (s *Shim) Downgrade() error {
-	if v := s.version.Load(); v >= CurrentShimVersion {
+	if v := s.version.Load(); v >= bootstrap.CurrentVersion {
 		s.version.CompareAndSwap(v, v-1)
 		return nil
 	}
-	return fmt.Errorf("unable to downgrade because shim version (%d) is lower than CurrentShimVersion (%d)", s.version.Load(), CurrentShimVersion)
+	return fmt.Errorf("unable to downgrade because shim version (%d) is lower than bootstrap.CurrentVersion (%d)", s.version.Load(), bootstrap.CurrentVersion)
 }
 
-func (s *Shim) taskClient() (taskClient, error) {
+// TaskClient is the task API client of the shim's connection at its version;
+// a placeholder's answers UNKNOWN and fails the rest (unresponsive.go).
+func (s *Shim) TaskClient() (taskapi.Client, error) {
 	if s.Unresponsive() {
-		return unresponsiveClient{id: s.ID(), since: s.unresponsiveSince, why: s.unresponsiveWhy}, nil
+		return taskapi.Unavailable{ID: s.ID(), Since: s.unresponsiveSince, Why: s.unresponsiveWhy}, nil
 	}
-	return newTaskClient(s.client, s.Version())
+	return taskapi.New(s.client, s.Version())
 }
 
 // Arm puts a probed shim in service: its log FIFO is drained from now on,
@@ -177,3 +184,5 @@ func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
 		f.Close()
 	}, nil
 }
+
+var errShimGone = errors.New("shim is gone")

@@ -21,6 +21,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	ptypes "github.com/containerd/containerd/v2/pkg/protobuf/types"
+
+	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
 // rootfsDiffTar is written next to a checkpoint by CRIU tooling.
@@ -29,13 +31,13 @@ const rootfsDiffTar = "rootfs-diff.tar"
 // Task is a runtime.Task served by a shim.
 type Task struct {
 	*Shim
-	task taskClient
+	task taskapi.Client
 }
 
 var _ runtime.Task = (*Task)(nil)
 
 func newTask(s *Shim) (*Task, error) {
-	tc, err := s.taskClient()
+	tc, err := s.TaskClient()
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,9 @@ import (
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/plugins"
+
+	"github.com/shimkeeper/shimkeeper/mountctl"
+	"github.com/shimkeeper/shimkeeper/shimbin"
 )
 
 // TaskManager is the task runtime (runtime.PlatformRuntime) over the shim
@@ -23,7 +26,7 @@ import (
 type TaskManager struct {
 	stateDir, rootDir string
 	m                 *Manager
-	mounts            *mountController
+	mounts            *mountctl.Controller
 }
 
 var _ runtime.PlatformRuntime = (*TaskManager)(nil)
@@ -32,12 +35,9 @@ var _ runtime.PlatformRuntime = (*TaskManager)(nil)
 // nil when no mount manager is configured.
 func NewTaskManager(stateDir, rootDir string, m *Manager, mounts mount.Manager) *TaskManager {
 	tm := &TaskManager{stateDir: stateDir, rootDir: rootDir, m: m}
-	tm.mounts = &mountController{
-		manager: mounts,
-		info: func(ctx context.Context, name string) (*apitypes.RuntimeInfo, error) {
-			return tm.runtimeInfo(ctx, &apitypes.RuntimeRequest{RuntimePath: name})
-		},
-	}
+	tm.mounts = mountctl.New(mounts, func(ctx context.Context, name string) (*apitypes.RuntimeInfo, error) {
+		return tm.runtimeInfo(ctx, &apitypes.RuntimeRequest{RuntimePath: name})
+	})
 	return tm
 }
 
@@ -70,9 +70,9 @@ func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.C
 
 	// Deferred before the shim cleanup so that it runs after it: the shim
 	// may still use the mounts.
-	var act activation
+	var act mountctl.Activation
 	defer func() {
-		if retErr != nil && act.owned {
+		if retErr != nil && act.Owned {
 			dctx, cancel := tm.m.CleanupContext(ctx)
 			defer cancel()
 			if err := tm.mounts.Deactivate(dctx, taskID); err != nil {
@@ -96,7 +96,7 @@ func (tm *TaskManager) Create(ctx context.Context, taskID string, opts runtime.C
 	if err != nil {
 		return nil, err
 	}
-	opts.Rootfs = act.rootfs
+	opts.Rootfs = act.Rootfs
 
 	if err := tm.validateRuntimeFeatures(ctx, opts); err != nil {
 		return nil, fmt.Errorf("failed to validate OCI runtime features: %w", err)
@@ -181,7 +181,7 @@ func (tm *TaskManager) runtimeInfo(ctx context.Context, req *apitypes.RuntimeReq
 	if err != nil {
 		return nil, fmt.Errorf("failed to resolve runtime path: %w", err)
 	}
-	return runtimeInfo(ctx, path, req.Options)
+	return shimbin.Info(ctx, path, req.Options)
 }
 
 // validateRuntimeFeatures checks, only when a mount uses idmap, that the

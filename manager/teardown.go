@@ -20,6 +20,7 @@ import (
 
 	"github.com/shimkeeper/shimkeeper/cleanup"
 	"github.com/shimkeeper/shimkeeper/proc"
+	"github.com/shimkeeper/shimkeeper/shimbin"
 )
 
 // Every way a shim's life ends, in one place: the task delete a client
@@ -125,12 +126,12 @@ func (m *Manager) Discard(ctx context.Context, s *Shim) {
 	m.Remove(ctx, s)
 }
 
-func (m *Manager) runShimDelete(ctx context.Context, bin *shimBinary) (*runtime.Exit, error) {
+func (m *Manager) runShimDelete(ctx context.Context, bin *shimbin.Binary) (*runtime.Exit, error) {
 	dctx, cancel := m.CleanupContext(ctx)
 	defer cancel()
-	exit, err := bin.delete(dctx)
+	exit, err := bin.Delete(dctx)
 	if err != nil {
-		log.G(ctx).WithError(err).WithField("id", bin.id).Warn("failed to clean up after shim")
+		log.G(ctx).WithError(err).WithField("id", bin.ID).Warn("failed to clean up after shim")
 	}
 	return exit, err
 }

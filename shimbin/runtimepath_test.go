@@ -1,4 +1,4 @@
-package manager
+package shimbin
 
 import (
 	"errors"
@@ -21,8 +21,8 @@ func fakeBinary(t *testing.T, dir, name string) string {
 }
 
 // testResolver has seams that find nothing, and counts lookups.
-func testResolver(lookups *int) *runtimeResolver {
-	r := newRuntimeResolver()
+func testResolver(lookups *int) *Resolver {
+	r := NewResolver()
 	r.lookPath = func(name string) (string, error) {
 		*lookups++
 		return "", &exec.Error{Name: name, Err: exec.ErrNotFound}
@@ -98,7 +98,7 @@ func TestResolveRuntime(t *testing.T) {
 	t.Run("lookup via PATH seam", func(t *testing.T) {
 		dir := t.TempDir()
 		bin := fakeBinary(t, dir, "containerd-shim-foo-v1")
-		r := newRuntimeResolver()
+		r := NewResolver()
 		var asked []string
 		r.lookPath = func(name string) (string, error) {
 			asked = append(asked, name)
@@ -121,7 +121,7 @@ func TestResolveRuntime(t *testing.T) {
 		dir := t.TempDir()
 		bin := fakeBinary(t, dir, "containerd-shim-foo-v1")
 		t.Setenv("PATH", dir)
-		got, err := newRuntimeResolver().Resolve("io.containerd.foo.v1")
+		got, err := NewResolver().Resolve("io.containerd.foo.v1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestResolveRuntime(t *testing.T) {
 		dir := t.TempDir()
 		bin := fakeBinary(t, dir, "containerd-shim-bar-v2")
 		t.Setenv("PATH", dir)
-		got, err := newRuntimeResolver().Resolve("com.example.vendor.bar.v2")
+		got, err := NewResolver().Resolve("com.example.vendor.bar.v2")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +186,7 @@ func TestResolveRuntime(t *testing.T) {
 
 	// Stock resolves "" to the cwd here (a QUIRK); we report the error.
 	t.Run("PATH lookup fails otherwise", func(t *testing.T) {
-		r := newRuntimeResolver()
+		r := NewResolver()
 		boom := &exec.Error{Name: "containerd-shim-foo-v1", Err: fs.ErrPermission}
 		r.lookPath = func(string) (string, error) { return "", boom }
 		r.executable = func() (string, error) { t.Error("executable consulted after a lookup error"); return "", nil }
@@ -199,7 +199,7 @@ func TestResolveRuntime(t *testing.T) {
 	t.Run("cached by binary name", func(t *testing.T) {
 		dir := t.TempDir()
 		bin := fakeBinary(t, dir, "containerd-shim-foo-v1")
-		r := newRuntimeResolver()
+		r := NewResolver()
 		var n int
 		r.lookPath = func(name string) (string, error) {
 			n++
@@ -234,7 +234,7 @@ func TestResolveRuntime(t *testing.T) {
 
 	t.Run("failures are not cached", func(t *testing.T) {
 		dir := t.TempDir()
-		r := newRuntimeResolver()
+		r := NewResolver()
 		r.lookPath = func(name string) (string, error) {
 			p := filepath.Join(dir, name)
 			if _, err := os.Stat(p); err != nil {
@@ -256,7 +256,7 @@ func TestResolveRuntime(t *testing.T) {
 		dir := t.TempDir()
 		bin := fakeBinary(t, dir, "containerd-shim-foo-v1")
 		t.Chdir(filepath.Dir(dir))
-		r := newRuntimeResolver()
+		r := NewResolver()
 		r.lookPath = func(name string) (string, error) { return filepath.Join(filepath.Base(dir), name), nil }
 		got, err := r.Resolve("io.containerd.foo.v1")
 		if err != nil {

@@ -1,4 +1,7 @@
-package manager
+// Package mountctl activates a task's rootfs through containerd's mount manager
+// as stock v2.4.2 does, leaving to the shim the mounts it claims. It
+// mounts nothing itself; the mount manager does.
+package mountctl
 
 import (
 	"context"
@@ -19,14 +22,20 @@ import (
 // perform themselves ("type" or "transform/*", comma-separated).
 const deprecatedAllowMounts = "containerd.io/runtime-allow-mounts"
 
-// mountController activates a task's rootfs through containerd's mount
+// Controller activates a task's rootfs through containerd's mount
 // manager, as stock v2.4.2 does, leaving to the shim the mount types and
 // transforms it claims. A nil manager passes rootfs through.
-type mountController struct {
+type Controller struct {
 	manager mount.Manager
 	// info runs `<shim> -info` for the deprecated annotation.
 	info  func(ctx context.Context, runtime string) (*apitypes.RuntimeInfo, error)
 	cache sync.Map // runtime name -> *apitypes.MountCapabilities (nil: none)
+}
+
+// New returns a Controller over manager (nil: rootfs passes through);
+// info runs a runtime's `shim -info`.
+func New(manager mount.Manager, info func(ctx context.Context, runtime string) (*apitypes.RuntimeInfo, error)) *Controller {
+	return &Controller{manager: manager, info: info}
 }
 
 // Runtimes known not to carry the deprecated annotation: -info is not run
@@ -36,45 +45,46 @@ var noAnnotationRuntimes = map[string]bool{
 	"io.containerd.runhcs.v1": true,
 }
 
-type activation struct {
-	rootfs []mount.Mount
-	// owned: this Create made the activation and must undo it on failure.
-	owned bool
+// Activation is what Activate did: the rootfs to hand the shim, and
+// whether this Create made the activation (and must undo it on failure).
+type Activation struct {
+	Rootfs []mount.Mount
+	Owned  bool
 }
 
-func (c *mountController) Activate(ctx context.Context, taskID, runtimeName string, bootstrap *bootapi.BootstrapResult, rootfs []mount.Mount) (activation, error) {
+func (c *Controller) Activate(ctx context.Context, taskID, runtimeName string, bootstrap *bootapi.BootstrapResult, rootfs []mount.Mount) (Activation, error) {
 	if c.manager == nil {
-		return activation{rootfs: rootfs}, nil
+		return Activation{Rootfs: rootfs}, nil
 	}
 	opts := []mount.ActivateOpt{mount.WithLabels(map[string]string{"containerd.io/gc.bref.container": taskID})}
 	opts = append(opts, c.claims(ctx, runtimeName, bootstrap)...)
 	info, err := c.manager.Activate(ctx, taskID, rootfs, opts...)
 	switch {
 	case err == nil:
-		return activation{rootfs: info.System, owned: true}, nil
+		return Activation{Rootfs: info.System, Owned: true}, nil
 	case errdefs.IsAlreadyExists(err):
 		// A task of the same id reuses the activation; the container's back
 		// reference keeps it alive.
 		info, err := c.manager.Info(ctx, taskID)
 		if err != nil {
-			return activation{}, fmt.Errorf("failed to get info on already active mount: %w", err)
+			return Activation{}, fmt.Errorf("failed to get info on already active mount: %w", err)
 		}
-		return activation{rootfs: info.System}, nil
+		return Activation{Rootfs: info.System}, nil
 	case errdefs.IsNotImplemented(err):
 		// Nothing needed the mount manager.
-		return activation{rootfs: rootfs}, nil
+		return Activation{Rootfs: rootfs}, nil
 	}
-	return activation{}, err
+	return Activation{}, err
 }
 
-func (c *mountController) Deactivate(ctx context.Context, taskID string) error {
+func (c *Controller) Deactivate(ctx context.Context, taskID string) error {
 	if c.manager == nil {
 		return nil
 	}
 	return c.manager.Deactivate(ctx, taskID)
 }
 
-func (c *mountController) claims(ctx context.Context, runtimeName string, bootstrap *bootapi.BootstrapResult) []mount.ActivateOpt {
+func (c *Controller) claims(ctx context.Context, runtimeName string, bootstrap *bootapi.BootstrapResult) []mount.ActivateOpt {
 	var caps apitypes.MountCapabilities
 	found, err := bootstrap.FindExtension(&caps)
 	if err != nil {
@@ -102,7 +112,7 @@ func (c *mountController) claims(ctx context.Context, runtimeName string, bootst
 
 // legacy reads the deprecated annotation through -info. Results are cached
 // per runtime name; failures are not.
-func (c *mountController) legacy(ctx context.Context, runtimeName string) *apitypes.MountCapabilities {
+func (c *Controller) legacy(ctx context.Context, runtimeName string) *apitypes.MountCapabilities {
 	if c.info == nil || noAnnotationRuntimes[runtimeName] {
 		return nil
 	}

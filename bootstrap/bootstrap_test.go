@@ -1,4 +1,4 @@
-package manager
+package bootstrap
 
 import (
 	"encoding/json"
@@ -18,6 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // requireProtoEqual compares messages by value; reflect.DeepEqual is not
@@ -213,53 +215,7 @@ func TestParseStartResponse(t *testing.T) {
 	}
 }
 
-// snapshot records every entry of a dir (name, mode, content), to prove
-// that a read touched nothing.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		v := fi.Mode().String()
-		if fi.Mode().IsRegular() {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			v += " " + string(data)
-		}
-		out[p] = v
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func requireSameSnapshot(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	for p, v := range after {
-		if b, ok := before[p]; !ok {
-			t.Errorf("created %s (%s)", p, v)
-		} else if b != v {
-			t.Errorf("changed %s: %q -> %q", p, b, v)
-		}
-	}
-	for p := range before {
-		if _, ok := after[p]; !ok {
-			t.Errorf("removed %s", p)
-		}
-	}
-}
-
-func TestReadBootstrap(t *testing.T) {
+func TestRead(t *testing.T) {
 	write := func(t *testing.T, dir, name, content string) {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
@@ -269,10 +225,10 @@ func TestReadBootstrap(t *testing.T) {
 
 	t.Run("bootstrap.json present", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, FileBootstrap, `{"version":3,"address":"unix:///run/s/abc","protocol":"ttrpc","metadata":{"k":"v"}}`)
+		write(t, dir, File, `{"version":3,"address":"unix:///run/s/abc","protocol":"ttrpc","metadata":{"k":"v"}}`)
 		// A stale legacy file must not win over bootstrap.json.
-		write(t, dir, FileAddress, "unix:///run/old.sock")
-		p, legacy, err := ReadBootstrap(dir)
+		write(t, dir, AddressFile, "unix:///run/old.sock")
+		p, legacy, err := Read(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,9 +240,9 @@ func TestReadBootstrap(t *testing.T) {
 
 	t.Run("legacy address file, nothing written", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, FileAddress, "unix:///run/containerd/s/legacy")
-		before := snapshot(t, dir)
-		p, legacy, err := ReadBootstrap(dir)
+		write(t, dir, AddressFile, "unix:///run/containerd/s/legacy")
+		before := testshim.Snapshot(t, dir)
+		p, legacy, err := Read(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,12 +252,12 @@ func TestReadBootstrap(t *testing.T) {
 		requireProtoEqual(t, &bootapi.BootstrapResult{Version: 2, Address: "unix:///run/containerd/s/legacy", Protocol: "ttrpc"}, p)
 		// Stock migrates here (writes bootstrap.json); we leave that to the
 		// caller, so a read is a read.
-		requireSameSnapshot(t, before, snapshot(t, dir))
+		testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, dir))
 	})
 
 	t.Run("both absent", func(t *testing.T) {
 		dir := t.TempDir()
-		_, _, err := ReadBootstrap(dir)
+		_, _, err := Read(dir)
 		if err == nil {
 			t.Fatal("expected an error")
 		}
@@ -315,29 +271,29 @@ func TestReadBootstrap(t *testing.T) {
 
 	t.Run("empty address file", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, FileAddress, "")
-		before := snapshot(t, dir)
-		_, _, err := ReadBootstrap(dir)
+		write(t, dir, AddressFile, "")
+		before := testshim.Snapshot(t, dir)
+		_, _, err := Read(dir)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "empty") {
 			t.Fatalf("got %v, want an InvalidArgument error saying the address file is empty", err)
 		}
-		requireSameSnapshot(t, before, snapshot(t, dir))
+		testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, dir))
 	})
 
 	t.Run("empty bootstrap.json", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, FileBootstrap, "")
-		write(t, dir, FileAddress, "unix:///run/old.sock")
-		_, _, err := ReadBootstrap(dir)
-		if err == nil || !strings.Contains(err.Error(), FileBootstrap) {
-			t.Fatalf("got %v, want an error naming %s", err, FileBootstrap)
+		write(t, dir, File, "")
+		write(t, dir, AddressFile, "unix:///run/old.sock")
+		_, _, err := Read(dir)
+		if err == nil || !strings.Contains(err.Error(), File) {
+			t.Fatalf("got %v, want an error naming %s", err, File)
 		}
 	})
 
 	t.Run("bootstrap.json too new", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, FileBootstrap, `{"version":4,"address":"unix:///run/s/abc","protocol":"ttrpc"}`)
-		if _, _, err := ReadBootstrap(dir); !errors.Is(err, errdefs.ErrNotImplemented) {
+		write(t, dir, File, `{"version":4,"address":"unix:///run/s/abc","protocol":"ttrpc"}`)
+		if _, _, err := Read(dir); !errors.Is(err, errdefs.ErrNotImplemented) {
 			t.Fatalf("got %v, want ErrNotImplemented", err)
 		}
 	})
@@ -346,17 +302,17 @@ func TestReadBootstrap(t *testing.T) {
 		dir := t.TempDir()
 		// A directory in its place: a read error that is not ENOENT must
 		// not fall back to the legacy file.
-		if err := os.Mkdir(filepath.Join(dir, FileBootstrap), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, File), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		write(t, dir, FileAddress, "unix:///run/old.sock")
-		if _, _, err := ReadBootstrap(dir); err == nil {
+		write(t, dir, AddressFile, "unix:///run/old.sock")
+		if _, _, err := Read(dir); err == nil {
 			t.Fatal("expected an error")
 		}
 	})
 }
 
-func TestWriteBootstrap(t *testing.T) {
+func TestWrite(t *testing.T) {
 	// The file mode must not depend on containerd's umask.
 	old := syscall.Umask(0o077)
 	defer syscall.Umask(old)
@@ -375,10 +331,10 @@ func TestWriteBootstrap(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	if err := WriteBootstrap(dir, params); err != nil {
+	if err := Write(dir, params); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, FileBootstrap)
+	path := filepath.Join(dir, File)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -417,7 +373,7 @@ func TestWriteBootstrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	requireProtoEqual(t, params, got)
-	got, legacy, err := ReadBootstrap(dir)
+	got, legacy, err := Read(dir)
 	if err != nil || legacy {
 		t.Fatalf("ReadBootstrap: legacy=%v err=%v", legacy, err)
 	}
@@ -430,21 +386,21 @@ func TestWriteBootstrap(t *testing.T) {
 	// Overwriting is atomic: the only file left is bootstrap.json, with the
 	// new content.
 	params2 := &bootapi.BootstrapResult{Version: 2, Address: "unix:///run/containerd/s/downgraded", Protocol: "ttrpc"}
-	if err := WriteBootstrap(dir, params2); err != nil {
+	if err := Write(dir, params2); err != nil {
 		t.Fatal(err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Name() != FileBootstrap {
+	if len(entries) != 1 || entries[0].Name() != File {
 		var n []string
 		for _, e := range entries {
 			n = append(n, e.Name())
 		}
-		t.Fatalf("dir holds %v, want only %s", n, FileBootstrap)
+		t.Fatalf("dir holds %v, want only %s", n, File)
 	}
-	got, _, err = ReadBootstrap(dir)
+	got, _, err = Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package manager
+package bootstrap
 
 import (
 	"bytes"
@@ -16,8 +16,15 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 )
 
-// CurrentShimVersion is the newest task API version spoken (task v3).
-const CurrentShimVersion = 3
+// File names in a bundle: bootstrap.json, and the address file 1.x-era
+// shims wrote instead.
+const (
+	File        = "bootstrap.json"
+	AddressFile = "address"
+)
+
+// CurrentVersion is the newest task API version spoken (task v3).
+const CurrentVersion = 3
 
 // ParseStartResponse decodes what a shim's `start` printed, or what a
 // bundle's bootstrap.json holds, in every form stock containerd accepts:
@@ -26,7 +33,7 @@ const CurrentShimVersion = 3
 //  2. a JSON BootstrapResult with version >= 2;
 //  3. anything else: the trimmed text is a ttrpc address, task API v2.
 //
-// Forms 2 and 3 reject a version newer than CurrentShimVersion with
+// Forms 2 and 3 reject a version newer than CurrentVersion with
 // ErrNotImplemented. An empty reply, or a reply in form 1 or 2 without an
 // address, is an error here: stock would dial the empty abstract address,
 // be refused, and take a live shim for a dead one.
@@ -46,7 +53,7 @@ func ParseStartResponse(response []byte) (*bootapi.BootstrapResult, error) {
 	if err := json.Unmarshal(response, params); err != nil || params.Version < 2 {
 		params = &bootapi.BootstrapResult{Address: string(response), Protocol: "ttrpc", Version: 2}
 	}
-	if params.Version > CurrentShimVersion {
+	if params.Version > CurrentVersion {
 		return nil, fmt.Errorf("unsupported shim version (%d): %w", params.Version, errdefs.ErrNotImplemented)
 	}
 	if params.Address == "" {
@@ -55,22 +62,22 @@ func ParseStartResponse(response []byte) (*bootapi.BootstrapResult, error) {
 	return params, nil
 }
 
-// ReadBootstrap reads <bundle>/bootstrap.json. When it is absent it falls
+// Read reads <bundle>/bootstrap.json. When it is absent it falls
 // back to a 1.x-era <bundle>/address file (version 2, ttrpc), as stock
 // does, but without writing anything: migrating the file is the caller's
 // decision. legacy reports that the address file was used.
-func ReadBootstrap(bundlePath string) (params *bootapi.BootstrapResult, legacy bool, err error) {
-	p, form, err := ReadBootstrapForm(bundlePath)
+func Read(bundlePath string) (params *bootapi.BootstrapResult, legacy bool, err error) {
+	p, form, err := ReadForm(bundlePath)
 	return p, form == FormLegacyAddress, err
 }
 
-// BootstrapForm says where a shim's bootstrap params were read from, and so
+// Form says where a shim's bootstrap params were read from, and so
 // how far its address can be trusted.
-type BootstrapForm uint8
+type Form uint8
 
 const (
 	// FormJSON: bootstrap.json as containerd writes it. Trusted.
-	FormJSON BootstrapForm = iota
+	FormJSON Form = iota
 	// FormLegacyAddress: a 1.x-era address file. Trusted.
 	FormLegacyAddress
 	// FormOther: bootstrap.json in a form containerd never writes
@@ -80,26 +87,26 @@ const (
 	FormOther
 )
 
-// ReadBootstrapForm is ReadBootstrap, also saying which form the params
+// ReadForm is Read, also saying which form the params
 // came in.
-func ReadBootstrapForm(bundlePath string) (*bootapi.BootstrapResult, BootstrapForm, error) {
-	data, err := os.ReadFile(filepath.Join(bundlePath, FileBootstrap))
+func ReadForm(bundlePath string) (*bootapi.BootstrapResult, Form, error) {
+	data, err := os.ReadFile(filepath.Join(bundlePath, File))
 	if err == nil {
-		if p, err := parseBootstrapFile(data); err == nil {
+		if p, err := parseFile(data); err == nil {
 			return p, FormJSON, nil
 		}
 		p, err := ParseStartResponse(data)
 		if err != nil {
-			return nil, FormOther, fmt.Errorf("parse %s: %w", FileBootstrap, err)
+			return nil, FormOther, fmt.Errorf("parse %s: %w", File, err)
 		}
 		return p, FormOther, nil
 	}
 	if !os.IsNotExist(err) {
 		return nil, FormJSON, err
 	}
-	address, err := shim.ReadAddress(filepath.Join(bundlePath, FileAddress))
+	address, err := shim.ReadAddress(filepath.Join(bundlePath, AddressFile))
 	if err != nil && !errors.Is(err, shim.ErrNoAddress) {
-		return nil, FormLegacyAddress, fmt.Errorf("no %s and no legacy address file: %w", FileBootstrap, err)
+		return nil, FormLegacyAddress, fmt.Errorf("no %s and no legacy address file: %w", File, err)
 	}
 	if address == "" {
 		return nil, FormLegacyAddress, fmt.Errorf("legacy address file is empty: %w", errdefs.ErrInvalidArgument)
@@ -107,12 +114,12 @@ func ReadBootstrapForm(bundlePath string) (*bootapi.BootstrapResult, BootstrapFo
 	return &bootapi.BootstrapResult{Version: 2, Address: address, Protocol: "ttrpc"}, FormLegacyAddress, nil
 }
 
-// parseBootstrapFile decodes a bootstrap.json. Containerd (stock and ours)
+// parseFile decodes a bootstrap.json. Containerd (stock and ours)
 // only ever writes it with encoding/json, so unlike a `start` reply it is
 // not read as address text: a damaged file read that way would be dialled
 // as an abstract socket, refused, and taken as proof that a live shim is
 // dead.
-func parseBootstrapFile(data []byte) (*bootapi.BootstrapResult, error) {
+func parseFile(data []byte) (*bootapi.BootstrapResult, error) {
 	p := &bootapi.BootstrapResult{}
 	if err := json.Unmarshal(bytes.TrimSpace(data), p); err != nil {
 		return nil, fmt.Errorf("not a JSON bootstrap result: %w: %w", err, errdefs.ErrInvalidArgument)
@@ -120,7 +127,7 @@ func parseBootstrapFile(data []byte) (*bootapi.BootstrapResult, error) {
 	switch {
 	case p.Version < 2:
 		return nil, fmt.Errorf("version %d is below 2: %w", p.Version, errdefs.ErrInvalidArgument)
-	case p.Version > CurrentShimVersion:
+	case p.Version > CurrentVersion:
 		return nil, fmt.Errorf("unsupported shim version (%d): %w", p.Version, errdefs.ErrNotImplemented)
 	case p.Address == "":
 		return nil, fmt.Errorf("no address: %w", errdefs.ErrInvalidArgument)
@@ -128,15 +135,15 @@ func parseBootstrapFile(data []byte) (*bootapi.BootstrapResult, error) {
 	return p, nil
 }
 
-// WriteBootstrap writes params to <bundle>/bootstrap.json atomically (temp
+// Write writes params to <bundle>/bootstrap.json atomically (temp
 // file and rename, mode 0644) with encoding/json, byte-compatible with
 // stock.
-func WriteBootstrap(bundlePath string, params *bootapi.BootstrapResult) error {
+func Write(bundlePath string, params *bootapi.BootstrapResult) error {
 	data, err := json.Marshal(params)
 	if err != nil {
 		return err
 	}
-	f, err := atomicfile.New(filepath.Join(bundlePath, FileBootstrap), 0o644)
+	f, err := atomicfile.New(filepath.Join(bundlePath, File), 0o644)
 	if err != nil {
 		return err
 	}

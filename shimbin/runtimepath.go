@@ -1,4 +1,4 @@
-package manager
+package shimbin
 
 import (
 	"errors"
@@ -12,12 +12,12 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 )
 
-// runtimeResolver turns a runtime name (io.containerd.runc.v2) or an
+// Resolver turns a runtime name (io.containerd.runc.v2) or an
 // absolute path into the shim binary to run, as stock containerd does:
 // an absolute path must exist; a name maps to containerd-shim-<x>-<y>,
 // looked up next to containerd's working directory, then on PATH, then
 // next to the containerd binary. Found paths are cached by binary name.
-type runtimeResolver struct {
+type Resolver struct {
 	cache sync.Map // binary name -> absolute path
 
 	// Seams for tests.
@@ -25,11 +25,11 @@ type runtimeResolver struct {
 	executable func() (string, error)
 }
 
-func newRuntimeResolver() *runtimeResolver {
-	return &runtimeResolver{lookPath: exec.LookPath, executable: os.Executable}
+func NewResolver() *Resolver {
+	return &Resolver{lookPath: exec.LookPath, executable: os.Executable}
 }
 
-func (r *runtimeResolver) Resolve(runtime string) (string, error) {
+func (r *Resolver) Resolve(runtime string) (string, error) {
 	if runtime == "" {
 		return "", errors.New("no runtime name")
 	}

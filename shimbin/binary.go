@@ -1,9 +1,8 @@
-package manager
+package shimbin
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,6 +21,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
 	"github.com/containerd/containerd/v2/pkg/protobuf/types"
 	"github.com/containerd/containerd/v2/version"
+
+	"github.com/shimkeeper/shimkeeper/bootstrap"
 )
 
 // waitDelay bounds how long a shim command's output pipes may stay open
@@ -29,27 +30,27 @@ import (
 // them.
 const waitDelay = 2 * time.Second
 
-// shimBinary runs the shim binary protocol for one bundle: `start`,
+// Binary runs the shim binary protocol for one bundle: `start`,
 // `delete`. The fields are what stock passes on argv, env and stdin.
-type shimBinary struct {
-	runtime      string // absolute path of the shim binary
-	address      string // containerd's grpc address
-	ttrpcAddress string
-	socketDir    string
-	env          []string // the shim manager's `env` setting (start only)
-	namespace    string
-	id           string
-	bundle       string
+type Binary struct {
+	Runtime      string // absolute path of the shim binary
+	Address      string // containerd's grpc address
+	TTRPCAddress string
+	SocketDir    string
+	Env          []string // the shim manager's `env` setting (start only)
+	Namespace    string
+	ID           string
+	Bundle       string
 }
 
-func (b *shimBinary) command(ctx context.Context, action string, opts *types.Any) (*exec.Cmd, error) {
+func (b *Binary) command(ctx context.Context, action string, opts *types.Any) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-namespace", b.namespace, "-address", b.address, "-publish-binary", self, "-id", b.id}
+	args := []string{"-namespace", b.Namespace, "-address", b.Address, "-publish-binary", self, "-id", b.ID}
 	if action == "delete" {
-		args = append(args, "-bundle", b.bundle)
+		args = append(args, "-bundle", b.Bundle)
 	}
 	switch log.GetLevel() {
 	case log.DebugLevel, log.TraceLevel:
@@ -57,18 +58,18 @@ func (b *shimBinary) command(ctx context.Context, action string, opts *types.Any
 	}
 	args = append(args, action)
 
-	cmd := exec.CommandContext(ctx, b.runtime, args...)
+	cmd := exec.CommandContext(ctx, b.Runtime, args...)
 	// The runc shim works out its paths from the working directory.
-	cmd.Dir = b.bundle
+	cmd.Dir = b.Bundle
 	cmd.Env = append(os.Environ(),
 		"GOMAXPROCS=2",
 		"MAX_SHIM_VERSION=2",
-		"TTRPC_ADDRESS="+b.ttrpcAddress,
-		"GRPC_ADDRESS="+b.address,
-		"NAMESPACE="+b.namespace,
+		"TTRPC_ADDRESS="+b.TTRPCAddress,
+		"GRPC_ADDRESS="+b.Address,
+		"NAMESPACE="+b.Namespace,
 	)
 	if action == "start" {
-		cmd.Env = append(cmd.Env, b.env...)
+		cmd.Env = append(cmd.Env, b.Env...)
 	}
 	// The shim leads its own process group; on cancellation the whole group
 	// is killed, so a hung `start` leaves no forked daemon behind.
@@ -76,7 +77,7 @@ func (b *shimBinary) command(ctx context.Context, action string, opts *types.Any
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = waitDelay
 
-	name := filepath.Base(b.runtime)
+	name := filepath.Base(b.Runtime)
 	switch {
 	case strings.Contains(name, "shim-runc-v1") || strings.Contains(name, "shim-runhcs-v1"):
 		// 1.x shims read the bare options on stdin.
@@ -89,16 +90,16 @@ func (b *shimBinary) command(ctx context.Context, action string, opts *types.Any
 		}
 	case action == "start":
 		params := &bootapi.BootstrapParams{
-			InstanceID:             b.id,
-			Namespace:              b.namespace,
+			InstanceID:             b.ID,
+			Namespace:              b.Namespace,
 			LogLevel:               bootapi.LogLevelFromString(log.GetLevel().String()),
 			ContainerdVersion:      version.Version,
-			ContainerdGrpcAddress:  b.address,
-			ContainerdTtrpcAddress: b.ttrpcAddress,
+			ContainerdGrpcAddress:  b.Address,
+			ContainerdTtrpcAddress: b.TTRPCAddress,
 			ContainerdBinary:       self,
 		}
-		if b.socketDir != "" {
-			params.SocketDir = &b.socketDir
+		if b.SocketDir != "" {
+			params.SocketDir = &b.SocketDir
 		}
 		if opts != nil {
 			if err := params.AddExtension(opts); err != nil {
@@ -114,9 +115,9 @@ func (b *shimBinary) command(ctx context.Context, action string, opts *types.Any
 	return cmd, nil
 }
 
-// start runs `<shim> start` and parses its reply. Like stock, the reply is
+// Start runs `<shim> start` and parses its reply. Like stock, the reply is
 // the combined output: a shim that writes to stderr corrupts it.
-func (b *shimBinary) start(ctx context.Context, opts *types.Any) (*bootapi.BootstrapResult, error) {
+func (b *Binary) Start(ctx context.Context, opts *types.Any) (*bootapi.BootstrapResult, error) {
 	cmd, err := b.command(ctx, "start", opts)
 	if err != nil {
 		return nil, err
@@ -125,17 +126,17 @@ func (b *shimBinary) start(ctx context.Context, opts *types.Any) (*bootapi.Boots
 	if err != nil {
 		return nil, shimCallError(ctx.Err(), out, err)
 	}
-	params, err := ParseStartResponse(out)
+	params, err := bootstrap.ParseStartResponse(out)
 	if err != nil {
 		return nil, fmt.Errorf("parse shim start reply %q: %w", truncate(out, 200), err)
 	}
 	return params, nil
 }
 
-// delete runs `<shim> delete`, which, for the runc shim, force-deletes the
+// Delete runs `<shim> delete`, which, for the runc shim, force-deletes the
 // container (killing it if it still runs), unmounts its rootfs and reports
 // its exit. It does not remove the bundle.
-func (b *shimBinary) delete(ctx context.Context) (*runtime.Exit, error) {
+func (b *Binary) Delete(ctx context.Context) (*runtime.Exit, error) {
 	cmd, err := b.command(ctx, "delete", nil)
 	if err != nil {
 		return nil, err
@@ -146,7 +147,7 @@ func (b *shimBinary) delete(ctx context.Context) (*runtime.Exit, error) {
 		return nil, shimCallError(ctx.Err(), stderr.Bytes(), err)
 	}
 	if s := strings.TrimSpace(stderr.String()); s != "" {
-		log.G(ctx).WithFields(log.Fields{"id": b.id, "warnings": s}).Warn("warnings while cleaning up dead shim")
+		log.G(ctx).WithFields(log.Fields{"id": b.ID, "warnings": s}).Warn("warnings while cleaning up dead shim")
 	}
 	var resp taskv2.DeleteResponse
 	if err := proto.Unmarshal(stdout.Bytes(), &resp); err != nil {
@@ -155,9 +156,9 @@ func (b *shimBinary) delete(ctx context.Context) (*runtime.Exit, error) {
 	return &runtime.Exit{Pid: resp.Pid, Status: resp.ExitStatus, Timestamp: protobuf.FromTimestamp(resp.ExitedAt)}, nil
 }
 
-// runtimeInfo runs `<shim> -info` with the options on stdin and decodes
+// Info runs `<shim> -info` with the options on stdin and decodes
 // the RuntimeInfo it prints.
-func runtimeInfo(ctx context.Context, binary string, options *types.Any) (*apitypes.RuntimeInfo, error) {
+func Info(ctx context.Context, binary string, options *types.Any) (*apitypes.RuntimeInfo, error) {
 	var stdin []byte
 	if options != nil {
 		var err error
@@ -200,8 +201,3 @@ func truncate(b []byte, n int) string {
 	}
 	return string(b[:n]) + "..."
 }
-
-var (
-	errNoClient = errors.New("shim has no client")
-	errShimGone = errors.New("shim is gone")
-)

@@ -1,7 +1,8 @@
-package manager
+package taskapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
@@ -11,9 +12,9 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
-// taskClient is the task API as spoken to a shim: task v3 over ttrpc or
+// Client is the task API as spoken to a shim: task v3 over ttrpc or
 // grpc, or task v2 over ttrpc through v2Bridge.
-type taskClient interface {
+type Client interface {
 	State(context.Context, *task.StateRequest) (*task.StateResponse, error)
 	Create(context.Context, *task.CreateTaskRequest) (*task.CreateTaskResponse, error)
 	Start(context.Context, *task.StartRequest) (*task.StartResponse, error)
@@ -33,9 +34,9 @@ type taskClient interface {
 	Shutdown(context.Context, *task.ShutdownRequest) (*emptypb.Empty, error)
 }
 
-// newTaskClient picks the task API client for a connection and version:
+// New picks the task API client for a connection and version:
 // ttrpc v3, ttrpc v2 (bridged), or grpc v3.
-func newTaskClient(client any, version int) (taskClient, error) {
+func New(client any, version int) (Client, error) {
 	switch c := client.(type) {
 	case *ttrpc.Client:
 		switch version {
@@ -51,10 +52,13 @@ func newTaskClient(client any, version int) (taskClient, error) {
 		}
 		return grpcTask{task.NewTaskClient(c)}, nil
 	case nil:
-		return nil, errNoClient
+		return nil, ErrNoClient
 	}
 	return nil, fmt.Errorf("unsupported shim client type %T", client)
 }
+
+// ErrNoClient: the shim has no connection to speak the task API over.
+var ErrNoClient = errors.New("shim has no client")
 
 // grpcTask drops the variadic grpc.CallOption from the generated client.
 type grpcTask struct{ c task.TaskClient }

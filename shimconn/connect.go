@@ -1,4 +1,8 @@
-package manager
+// Package shimconn dials a shim at the address it advertised, over ttrpc
+// or grpc, bounded by the caller's context, and runs a hook exactly once
+// when the connection ends, locally or remotely. It touches nothing on
+// disk.
+package shimconn
 
 import (
 	"context"
@@ -21,12 +25,12 @@ import (
 	"github.com/containerd/containerd/v2/pkg/shim"
 )
 
-// dialShim dials a shim address, bounded by ctx (stock's dial ignores the
+// Dial dials a shim address, bounded by ctx (stock's dial ignores the
 // caller and waits up to 100 s). Address forms, as pkg/shim reads them:
 // unix://<path> is a filesystem socket; an address with no scheme is the
 // abstract socket "\x00<address>" (pre-1.5 shims); vsock:// and hvsock://
 // go through pkg/shim's dialer with the time left on ctx.
-func dialShim(ctx context.Context, address string) (net.Conn, error) {
+func Dial(ctx context.Context, address string) (net.Conn, error) {
 	proto, rest, ok := strings.Cut(address, "://")
 	var d net.Dialer
 	switch {
@@ -45,16 +49,16 @@ func dialShim(ctx context.Context, address string) (net.Conn, error) {
 	}
 }
 
-// shimConn is a connection to a shim whose close, local or remote, runs
+// Conn is a connection to a shim whose close, local or remote, runs
 // the onClose hook exactly once; UserOnCloseWait waits for that hook.
-type shimConn interface {
+type Conn interface {
 	Close() error
 	UserOnCloseWait(ctx context.Context) error
 }
 
-// connect opens a client for params: a *ttrpc.Client, or a *grpcConn for
+// Connect opens a client for params: a *ttrpc.Client, or a *grpcConn for
 // protocol grpc. onClose runs when the connection ends.
-func connect(ctx context.Context, params *bootapi.BootstrapResult, onClose func()) (client any, conn shimConn, err error) {
+func Connect(ctx context.Context, params *bootapi.BootstrapResult, onClose func()) (client any, conn Conn, err error) {
 	log.G(ctx).WithFields(log.Fields{
 		"address":  params.Address,
 		"protocol": params.Protocol,
@@ -62,7 +66,7 @@ func connect(ctx context.Context, params *bootapi.BootstrapResult, onClose func(
 	}).Debug("connecting to shim")
 	switch strings.ToLower(params.Protocol) {
 	case "ttrpc":
-		c, err := dialShim(ctx, params.Address)
+		c, err := Dial(ctx, params.Address)
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to create TTRPC connection: %w", err)
 		}
@@ -97,7 +101,7 @@ type grpcConn struct {
 
 func dialGRPC(ctx context.Context, address string, onClose func()) (*grpcConn, error) {
 	// Fail fast on a dead socket: grpc would keep retrying it.
-	if err := unixAccepts(ctx, address); err != nil {
+	if err := UnixAccepts(ctx, address); err != nil {
 		return nil, fmt.Errorf("failed to create GRPC connection: %w", err)
 	}
 	cc, err := grpc.NewClient(dialer.DialAddress(address),
@@ -124,7 +128,7 @@ func (g *grpcConn) watch() {
 			return
 		case connectivity.TransientFailure:
 			dctx, cancel := context.WithTimeout(ctx, time.Second)
-			err := unixAccepts(dctx, g.address)
+			err := UnixAccepts(dctx, g.address)
 			cancel()
 			if err != nil {
 				g.ClientConn.Close()
@@ -136,9 +140,9 @@ func (g *grpcConn) watch() {
 	g.fire()
 }
 
-// unixAccepts dials the unix socket at path and hangs up: it tells a
+// UnixAccepts dials the unix socket at path and hangs up: it tells a
 // listening socket from a stale one.
-func unixAccepts(ctx context.Context, path string) error {
+func UnixAccepts(ctx context.Context, path string) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
