@@ -1,6 +1,7 @@
 # shimkeeper build and test entry points.
 #
-#   make tools        stock containerd binaries, runc and toybox into bin/
+#   make tools        stock containerd binaries, runc, toybox and the CRI tools into bin/
+#   make cri-tools    crictl, critest, the CNI plugins (bin/cni/) and testimages
 #   make build        tools + our daemon, bin/containerd
 #   make unit         go test of everything but integration/
 #   make integration  build, then the integration suite (build tag "integration")
@@ -15,7 +16,10 @@
 # `tool` directives in go.mod, so go.sum pins their dependencies and they use
 # the same versions as the containerd module we build against. runc is built
 # with `go install pkg@version` in its own module context so its dependency
-# versions never reach our go.mod.
+# versions never reach our go.mod. The CRI tools (crictl, critest, the CNI
+# plugins) are built the same way; critest is a ginkgo test binary, which
+# `go install` cannot build, so it is `go test -c` inside its module in the
+# module cache. tools/testimages is a module of its own for the same reason.
 
 GO ?= go
 
@@ -26,6 +30,10 @@ CONTAINERD_PKG := github.com/containerd/containerd/v2
 CONTAINERD_VERSION := v2.4.2
 RUNC_PKG := github.com/opencontainers/runc
 RUNC_VERSION := v1.5.3
+CRI_TOOLS_PKG := sigs.k8s.io/cri-tools
+CRI_TOOLS_VERSION := v1.37.0
+CNI_PLUGINS_PKG := github.com/containernetworking/plugins
+CNI_PLUGINS_VERSION := v1.10.0
 
 # Version stamping as in stock release builds (containerd's Makefile: VERSION,
 # REVISION, PACKAGE, and -s -w unless debugging). Set STRIP= to keep symbols.
@@ -52,7 +60,10 @@ RUNC_TAGS := urfave_cli_no_docs $(shell pkg-config --exists libseccomp 2>/dev/nu
 export SHIMKEEPER_BIN := $(BIN)
 
 STOCK_BINS := $(BIN)/ctr $(BIN)/containerd-shim-runc-v2 $(BIN)/containerd-stock
-TOOLS := $(STOCK_BINS) $(BIN)/runc $(BIN)/toybox
+CNI_BIN := $(BIN)/cni
+CNI_PLUGINS := $(CNI_BIN)/bridge $(CNI_BIN)/loopback $(CNI_BIN)/host-local $(CNI_BIN)/portmap
+CRI_TOOLS := $(BIN)/crictl $(BIN)/critest $(CNI_PLUGINS) $(BIN)/testimages
+TOOLS := $(STOCK_BINS) $(BIN)/runc $(BIN)/toybox $(CRI_TOOLS)
 
 # Each binary is written to a temp name and renamed into place, so rebuilding
 # never leaves a half-written binary for a test that is running at the time.
@@ -63,11 +74,13 @@ TOOLS := $(STOCK_BINS) $(BIN)/runc $(BIN)/toybox
 
 .DEFAULT_GOAL := build
 
-.PHONY: all tools build unit integration lint fmt-check vet test demo bench clean FORCE
+.PHONY: all tools cri-tools build unit integration lint fmt-check vet test demo bench clean FORCE
 
 all: build
 
 tools: $(TOOLS)
+
+cri-tools: $(CRI_TOOLS)
 
 build: tools
 	@echo "+ bin/containerd"
@@ -109,10 +122,62 @@ $(BIN)/toybox: $(wildcard tools/toybox/*.go) go.mod $(BIN)/.build-config
 	CGO_ENABLED=0 $(GO_BUILD) -ldflags '-s -w' -o $@.tmp ./tools/toybox
 	@mv -f $@.tmp $@
 
+# The CRI tools have a stamp of their own, so that moving their pins does not
+# rebuild containerd and runc (and the other way round). Static, like the
+# release builds of crictl and the CNI plugins.
+CRI_BUILD_CONFIG := $(CRI_TOOLS_VERSION) $(CNI_PLUGINS_VERSION) $(shell $(GO) env GOVERSION)
+$(BIN)/.cri-build-config: FORCE
+	@mkdir -p $(BIN)
+	@echo '$(CRI_BUILD_CONFIG)' | cmp -s - $@ || echo '$(CRI_BUILD_CONFIG)' > $@
+
+CRI_TOOLS_LDFLAGS := -X $(CRI_TOOLS_PKG)/pkg/version.Version=$(CRI_TOOLS_VERSION:v%=%) -s -w
+
+$(BIN)/crictl: $(BIN)/.cri-build-config
+	@echo "+ bin/crictl ($(CRI_TOOLS_VERSION))"
+	@rm -rf $(BIN)/.crictl-tmp
+	cd / && GOBIN=$(BIN)/.crictl-tmp CGO_ENABLED=0 GOFLAGS= $(GO) install -ldflags '$(CRI_TOOLS_LDFLAGS)' \
+		$(CRI_TOOLS_PKG)/cmd/crictl@$(CRI_TOOLS_VERSION)
+	@mv -f $(BIN)/.crictl-tmp/crictl $@ && rmdir $(BIN)/.crictl-tmp
+
+# critest: the module is downloaded (verified against the checksum database
+# like any other) and its own go.mod and go.sum build the test binary, as
+# cri-tools' Makefile does with `go test -c`; -mod=readonly because the
+# module cache is read-only.
+$(BIN)/critest: $(BIN)/.cri-build-config
+	@echo "+ bin/critest ($(CRI_TOOLS_VERSION))"
+	@dir=$$(cd / && GOFLAGS= $(GO) mod download -json $(CRI_TOOLS_PKG)@$(CRI_TOOLS_VERSION) | \
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	if [ -z "$$dir" ]; then echo "critest: no module dir for $(CRI_TOOLS_PKG)@$(CRI_TOOLS_VERSION)" >&2; exit 1; fi; \
+	echo "cd $$dir && go test -c ./cmd/critest"; \
+	cd "$$dir" && CGO_ENABLED=0 GOFLAGS=-mod=readonly $(GO) test -c -ldflags '$(CRI_TOOLS_LDFLAGS)' -o $@.tmp ./cmd/critest
+	@mv -f $@.tmp $@
+
+$(CNI_BIN)/%: $(BIN)/.cri-build-config
+	@echo "+ bin/cni/$* ($(CNI_PLUGINS_VERSION))"
+	@mkdir -p $(CNI_BIN) && rm -rf $(CNI_BIN)/.tmp-$*
+	cd / && GOBIN=$(CNI_BIN)/.tmp-$* CGO_ENABLED=0 GOFLAGS= $(GO) install \
+		-ldflags '-X $(CNI_PLUGINS_PKG)/pkg/utils/buildversion.BuildVersion=$(CNI_PLUGINS_VERSION) -s -w' \
+		$(CNI_PLUGINS_PKG)/plugins/$(CNI_PLUGIN_DIR_$*)@$(CNI_PLUGINS_VERSION)
+	@mv -f $(CNI_BIN)/.tmp-$*/$* $@ && rmdir $(CNI_BIN)/.tmp-$*
+
+CNI_PLUGIN_DIR_bridge := main/bridge
+CNI_PLUGIN_DIR_loopback := main/loopback
+CNI_PLUGIN_DIR_host-local := ipam/host-local
+CNI_PLUGIN_DIR_portmap := meta/portmap
+
+# The registry that serves the CRI tests' images (tools/testimages, its own
+# module: go-containerregistry stays out of our go.mod).
+TESTIMAGES_SRC := $(wildcard tools/testimages/*.go) tools/testimages/go.mod tools/testimages/go.sum
+$(BIN)/testimages: $(TESTIMAGES_SRC) $(BIN)/.build-config
+	@echo "+ bin/testimages"
+	cd tools/testimages && CGO_ENABLED=0 $(GO_BUILD) -ldflags '-s -w' -o $@.tmp .
+	@mv -f $@.tmp $@
+
 # Unit tests: every package except integration/ (whose tests also carry the
 # "integration" build tag).
 unit:
 	$(GO) test -buildvcs=false $$($(GO) list ./... | grep -v '/integration\(/\|$$\)')
+	cd tools/testimages && $(GO) test -buildvcs=false ./...
 
 integration: build
 	@if [ -d integration ]; then \
@@ -128,6 +193,7 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 	@if [ -d integration ]; then $(GO) vet -tags integration ./integration/...; fi
+	cd tools/testimages && $(GO) vet ./...
 
 lint: fmt-check vet
 

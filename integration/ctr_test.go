@@ -17,8 +17,9 @@ import (
 	"time"
 )
 
-// result is one finished ctr invocation.
+// result is one finished ctr (or crictl) invocation.
 type result struct {
+	Tool     string // "" for ctr
 	Args     []string
 	Stdout   string
 	Stderr   string
@@ -28,8 +29,12 @@ type result struct {
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("`ctr %s` exit=%d after %s\nstdout: %s\nstderr: %s",
-		strings.Join(r.Args, " "), r.ExitCode, r.Elapsed.Round(time.Millisecond),
+	tool := r.Tool
+	if tool == "" {
+		tool = "ctr"
+	}
+	return fmt.Sprintf("`%s %s` exit=%d after %s\nstdout: %s\nstderr: %s",
+		tool, strings.Join(r.Args, " "), r.ExitCode, r.Elapsed.Round(time.Millisecond),
 		strings.TrimSpace(r.Stdout), strings.TrimSpace(r.Stderr))
 }
 
@@ -62,12 +67,17 @@ func (d *Daemon) ctrCmd(ctx context.Context, ns string, args ...string) *exec.Cm
 
 // ctrCtx runs ctr under ctx in namespace ns and never fails the test.
 func (d *Daemon) ctrCtx(ctx context.Context, ns string, args ...string) result {
-	cmd := d.ctrCmd(ctx, ns, args...)
+	return runResult(d.ctrCmd(ctx, ns, args...), "", args)
+}
+
+// runResult runs cmd, which has no Stdout or Stderr set, and collects what
+// it printed and how it exited; args are the arguments to report.
+func runResult(cmd *exec.Cmd, tool string, args []string) result {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	err := cmd.Run()
-	r := result{Args: args, Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Err: err, ExitCode: -1}
+	r := result{Tool: tool, Args: args, Stdout: stdout.String(), Stderr: stderr.String(), Elapsed: time.Since(start), Err: err, ExitCode: -1}
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:

@@ -14,7 +14,8 @@
 //	              a relative path is taken from the repo root)
 //	STOCK_DAEMON  stock containerd v2.4.2 for the compatibility tests
 //	              (default <repo>/bin/containerd-stock)
-//	SHIMKEEPER_BIN  where ctr, runc, the runc shim and toybox are
+//	SHIMKEEPER_BIN  where ctr, runc, the runc shim, toybox, crictl,
+//	              testimages and cni/ are
 //	              (default <repo>/bin; the Makefile exports it)
 //	INTEGRATION_LOG_LEVEL  daemon log level (default "info")
 //	INTEGRATION_LOG_DIR    if set, every daemon log is copied there
@@ -27,6 +28,11 @@
 // tears down what it started itself and then calls assertNoLeaks; the
 // harness cleanup kills anything left by PID, unmounts, removes the test's
 // cgroups and deletes the temp dir, even when the test failed.
+//
+// The CRI tests (cri_test.go, harness in cri_harness_test.go) start the
+// daemon withCRI(): CRI enabled, images pulled from a registry the test
+// starts (bin/testimages, loopback only), pods on a CNI bridge of the
+// test's own (bin/cni), all driven with bin/crictl.
 //
 // Tests that describe the behaviour we want but that stock containerd does
 // not have call requireOurs, which skips them when DAEMON is the stock

@@ -168,6 +168,8 @@ type Daemon struct {
 	exited chan struct{} // closed when cmd has been waited for
 	starts int
 
+	cri *criEnv // CRI enabled (withCRI): its registry, CNI and crictl setup
+
 	leaksChecked bool
 }
 
@@ -188,6 +190,9 @@ func newDaemon(t *testing.T, opts ...daemonOption) *Daemon {
 	}
 	requireBinaries(t, d.bin, bin("ctr"), bin("runc"), bin("containerd-shim-runc-v2"), bin("toybox"),
 		filepath.Join(repoRoot, "scripts", "mkrootfs.sh"))
+	if d.cri != nil {
+		d.cri.requireBinaries(t)
+	}
 
 	dir, err := os.MkdirTemp("/tmp", "sk")
 	if err != nil {
@@ -209,6 +214,9 @@ func newDaemon(t *testing.T, opts ...daemonOption) *Daemon {
 	d.FIFODir = filepath.Join(dir, "fifo")
 	if len(d.SocketDir) > 42 {
 		t.Fatalf("socket dir %s is longer than 42 characters", d.SocketDir)
+	}
+	if d.cri != nil {
+		d.cri.setup(t, d)
 	}
 	if err := os.WriteFile(d.ConfigPath, []byte(d.config()), 0o600); err != nil {
 		t.Fatal(err)
@@ -243,10 +251,15 @@ func (d *Daemon) config() string {
 	fmt.Fprintf(&b, "root = %q\n", d.Root)
 	fmt.Fprintf(&b, "state = %q\n", d.State)
 	fmt.Fprintf(&b, "disabled_plugins = [")
-	for i, p := range disabledPlugins {
-		if i > 0 {
+	n := 0
+	for _, p := range disabledPlugins {
+		if d.cri != nil && criPlugins[p] {
+			continue
+		}
+		if n > 0 {
 			b.WriteString(", ")
 		}
+		n++
 		fmt.Fprintf(&b, "%q", p)
 	}
 	b.WriteString("]\n\n")
@@ -256,6 +269,9 @@ func (d *Daemon) config() string {
 	fmt.Fprintf(&b, "[plugins.\"io.containerd.server.v1.debug\"]\n  address = %q\n\n", d.DebugAddress)
 	fmt.Fprintf(&b, "[plugins.\"io.containerd.server.v1.metrics\"]\n  address = \"\"\n\n")
 	fmt.Fprintf(&b, "[plugins.\"io.containerd.shim.v1.manager\"]\n  socket_dir = %q\n", d.SocketDir)
+	if d.cri != nil {
+		b.WriteString("\n" + d.cri.config(d))
+	}
 	return b.String()
 }
 
@@ -291,6 +307,9 @@ func (d *Daemon) Start() {
 		r := d.ctrCtx(ctx, "", "version")
 		cancel()
 		if r.ExitCode == 0 && strings.Contains(r.Stdout, "Server:") {
+			if d.cri != nil {
+				d.cri.waitReady(d, deadline)
+			}
 			return
 		}
 		select {

@@ -51,6 +51,9 @@ func (d *Daemon) leaks() []string {
 			out = append(out, "runc state in host path "+hostRunc)
 		}
 	}
+	if d.cri != nil {
+		out = append(out, d.cri.leaks(d)...)
+	}
 	return out
 }
 
@@ -190,6 +193,11 @@ func (d *Daemon) teardown() {
 
 	for _, err := range unmountAll(d.Dir) {
 		t.Errorf("teardown: %v", err)
+	}
+	if d.cri != nil {
+		for _, err := range d.cri.teardown() {
+			t.Errorf("teardown: %v", err)
+		}
 	}
 	for _, ns := range namespaces {
 		for _, err := range removeCgroups(ns) {

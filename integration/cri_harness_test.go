@@ -1,0 +1,522 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The CRI side of the harness: a daemon started withCRI() has the CRI
+// plugins enabled, a registry of its own serving the test images
+// (bin/testimages, a child process in the test dir), a CNI bridge network
+// of its own, and is driven with bin/crictl. Everything it writes is under
+// the test dir, except the CNI plugins' result cache (libcni's
+// /var/lib/cni/results, which containerd has no setting for: checked and
+// cleaned per pod id) and the bridge device (deleted at teardown).
+//
+// The libcni cache is the one host path: /var/lib/cni/results is created
+// if missing and left (empty) behind.
+
+// criPlugins are the disabledPlugins that withCRI enables.
+var criPlugins = map[string]bool{
+	"io.containerd.grpc.v1.cri":                         true,
+	"io.containerd.cri.v1.runtime":                      true,
+	"io.containerd.cri.v1.images":                       true,
+	"io.containerd.podsandbox.controller.v1.podsandbox": true,
+}
+
+const (
+	// criNamespace is the containerd namespace CRI keeps everything in.
+	criNamespace = "k8s.io"
+	// criPluginDir is CRI's dir under root and state.
+	criPluginDir = "io.containerd.grpc.v1.cri"
+
+	// criRegistryHost names the test images. It resolves nowhere (.test
+	// is reserved): only the hosts.toml under the registry config_path
+	// sends it to the test's registry, so a pull that works proves the
+	// config was used and nothing was fetched from outside.
+	criRegistryHost = "registry.shimkeeper.test"
+	criPauseImage   = criRegistryHost + "/pause:3.10" // tools/testimages PauseRef
+	criToyboxImage  = criRegistryHost + "/toybox:1"   // tools/testimages ToyboxRef
+
+	// criSubnet is the pods' IPAM range. The bridge gets no address and
+	// the host no route (isGateway and ipMasq off), so each test's bridge
+	// is an isolated segment and parallel tests may share the range.
+	criSubnet = "10.247.13.0/24"
+
+	criReadyTimeout    = 30 * time.Second // CRI answering with runtime and network ready
+	crictlTimeout      = 90 * time.Second // watchdog for one crictl invocation (a pull, a runp)
+	registryStartLimit = 30 * time.Second // testimages building and pushing its images
+)
+
+// hostCNIResults is where libcni caches each attachment's result
+// (<network>-<container id>-<ifname>); CRI gives no way to move it.
+const hostCNIResults = "/var/lib/cni/results"
+
+// criEnv is one CRI daemon's registry, CNI network and crictl config.
+type criEnv struct {
+	Dir          string // <test dir>/cri
+	CrictlConfig string
+	HostsDir     string // the registry config_path (certs.d layout)
+	CNIConfDir   string
+	IPAMDir      string // host-local dataDir
+	LogDir       string // pods' log_directory parent
+	Bridge       string // the bridge device, unique per test
+	Network      string // the CNI network name, unique per test
+	Registry     string // host:port of the test's registry
+	Digests      map[string]string
+
+	registryCmd    *exec.Cmd
+	registryStdin  io.Closer
+	registryExited chan struct{}
+
+	mu     sync.Mutex
+	podIDs map[string]bool // every pod sandbox id seen, for the CNI cache check
+}
+
+// withCRI enables CRI on the daemon (see criEnv).
+func withCRI() daemonOption { return func(d *Daemon) { d.cri = &criEnv{podIDs: map[string]bool{}} } }
+
+// newCRIDaemon starts a CRI-enabled daemon.
+func newCRIDaemon(t *testing.T) *Daemon { return newDaemon(t, withCRI()) }
+
+func (c *criEnv) requireBinaries(t testing.TB) {
+	t.Helper()
+	requireBinaries(t, bin("crictl"), bin("testimages"),
+		bin("cni/bridge"), bin("cni/loopback"), bin("cni/host-local"), bin("cni/portmap"))
+}
+
+// setup lays out the CRI dirs, the CNI network and the crictl config, and
+// starts the registry; d.Dir exists, the daemon does not run yet.
+func (c *criEnv) setup(t testing.TB, d *Daemon) {
+	t.Helper()
+	c.Dir = filepath.Join(d.Dir, "cri")
+	c.CrictlConfig = filepath.Join(c.Dir, "crictl.yaml")
+	c.HostsDir = filepath.Join(c.Dir, "certs.d")
+	c.CNIConfDir = filepath.Join(c.Dir, "net.d")
+	c.IPAMDir = filepath.Join(c.Dir, "ipam")
+	c.LogDir = filepath.Join(c.Dir, "logs")
+	suffix := randomHex(4)
+	c.Bridge = "skbr" + suffix // ≤ 15 characters (IFNAMSIZ)
+	c.Network = "sk-cri-" + suffix
+	for _, dir := range []string{c.HostsDir, c.CNIConfDir, c.IPAMDir, c.LogDir, filepath.Join(c.Dir, "cdi")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The bridge plugin with host-local IPAM, then portmap as in
+	// containerd's own example conflist (a pass-through for pods
+	// without port mappings). The loopback plugin is added by CRI.
+	conflist, err := json.MarshalIndent(map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       c.Network,
+		"plugins": []any{
+			map[string]any{
+				"type":        "bridge",
+				"bridge":      c.Bridge,
+				"isGateway":   false,
+				"ipMasq":      false,
+				"hairpinMode": false,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": criSubnet}}},
+					"dataDir": c.IPAMDir,
+				},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
+		},
+	}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.CNIConfDir, "10-shimkeeper.conflist"), conflist, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	crictlYAML := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\ndebug: false\npull-image-on-create: false\n",
+		d.Address, d.Address)
+	if err := os.WriteFile(c.CrictlConfig, []byte(crictlYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	c.startRegistry(t, d)
+	hostDir := filepath.Join(c.HostsDir, criRegistryHost)
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Plain HTTP, no TLS keys at all: with skip_verify (or a CA) set,
+	// containerd tries HTTPS first on an http:// host.
+	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n",
+		"http://"+c.Registry, "http://"+c.Registry)
+	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// registryState is what testimages writes to -state.
+type registryState struct {
+	Addr   string            `json:"addr"`
+	Images map[string]string `json:"images"`
+}
+
+// startRegistry starts bin/testimages with its state file in the test dir
+// (so the harness teardown kills it by its argv, and it exits by itself
+// when the test binary dies and its stdin pipe closes) and waits until it
+// serves every image.
+func (c *criEnv) startRegistry(t testing.TB, d *Daemon) {
+	t.Helper()
+	statePath := filepath.Join(c.Dir, "registry.json")
+	logPath := filepath.Join(c.Dir, "registry.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin("testimages"), "-toybox", bin("toybox"), "-listen", "127.0.0.1:0",
+		"-state", statePath, "-exit-on-eof", "-v")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", bin("testimages"), err)
+	}
+	c.registryCmd, c.registryStdin = cmd, stdin
+	c.registryExited = make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.registryExited)
+
+	var st registryState
+	msg := eventually(registryStartLimit, func() string {
+		select {
+		case <-c.registryExited:
+			return "exited"
+		default:
+		}
+		b, err := os.ReadFile(statePath)
+		if err != nil {
+			return err.Error()
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if msg != "" {
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("registry (bin/testimages) not serving after %s: %s\n%s", registryStartLimit, msg, b)
+	}
+	c.Registry = st.Addr
+	c.Digests = map[string]string{}
+	for ref, digest := range st.Images {
+		c.Digests[criRegistryHost+"/"+ref] = digest
+	}
+	for _, ref := range []string{criPauseImage, criToyboxImage} {
+		if c.Digests[ref] == "" {
+			t.Fatalf("registry serves %v, not %s", st.Images, ref)
+		}
+	}
+}
+
+// config is the CRI part of config.toml.
+func (c *criEnv) config(d *Daemon) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[plugins.%q]\n", "io.containerd.grpc.v1.cri")
+	b.WriteString("  disable_tcp_service = true\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\n")
+
+	fmt.Fprintf(&b, "[plugins.%q]\n  snapshotter = \"overlayfs\"\n", "io.containerd.cri.v1.images")
+	fmt.Fprintf(&b, "  [plugins.%q.pinned_images]\n    sandbox = %q\n", "io.containerd.cri.v1.images", criPauseImage)
+	fmt.Fprintf(&b, "  [plugins.%q.registry]\n    config_path = %q\n\n", "io.containerd.cri.v1.images", c.HostsDir)
+
+	rt := "io.containerd.cri.v1.runtime"
+	fmt.Fprintf(&b, "[plugins.%q]\n", rt)
+	b.WriteString("  netns_mounts_under_state_dir = true\n")
+	if !haveCapSysResource() {
+		// Without CAP_SYS_RESOURCE (some sandboxes drop it) runc cannot
+		// lower oom_score_adj to the -998 CRI gives the pause container;
+		// restrict clamps it to ours, as for rootless containerd.
+		b.WriteString("  restrict_oom_score_adj = true\n")
+	}
+	fmt.Fprintf(&b, "  cdi_spec_dirs = [%q]\n", filepath.Join(c.Dir, "cdi"))
+	fmt.Fprintf(&b, "  [plugins.%q.cni]\n    bin_dirs = [%q]\n    conf_dir = %q\n    max_conf_num = 1\n",
+		rt, bin("cni"), c.CNIConfDir)
+	fmt.Fprintf(&b, "  [plugins.%q.containerd]\n    default_runtime_name = \"runc\"\n", rt)
+	fmt.Fprintf(&b, "    [plugins.%q.containerd.runtimes.runc]\n      runtime_type = \"io.containerd.runc.v2\"\n", rt)
+	fmt.Fprintf(&b, "      [plugins.%q.containerd.runtimes.runc.options]\n", rt)
+	fmt.Fprintf(&b, "        BinaryName = %q\n        Root = %q\n        SystemdCgroup = false\n", bin("runc"), d.RuncRoot)
+	return b.String()
+}
+
+// crictlCtx runs bin/crictl against the daemon and never fails the test.
+func (d *Daemon) crictlCtx(ctx context.Context, args ...string) result {
+	full := append([]string{"--config", d.cri.CrictlConfig,
+		"--runtime-endpoint", "unix://" + d.Address, "--image-endpoint", "unix://" + d.Address}, args...)
+	cmd := exec.CommandContext(ctx, bin("crictl"), full...)
+	cmd.WaitDelay = 5 * time.Second
+	return runResult(cmd, "crictl", args)
+}
+
+// crictl runs crictl under the crictl watchdog.
+func (d *Daemon) crictl(args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), crictlTimeout)
+	defer cancel()
+	return d.crictlCtx(ctx, args...)
+}
+
+// mustCrictl runs crictl and fails the test unless it exits 0.
+func (d *Daemon) mustCrictl(args ...string) string {
+	d.t.Helper()
+	r := d.crictl(args...)
+	if r.ExitCode != 0 {
+		d.t.Fatalf("%s", r)
+	}
+	return r.Stdout
+}
+
+// mustCrictlJSON runs crictl (with -o json among args) and decodes its output into v.
+func (d *Daemon) mustCrictlJSON(v any, args ...string) {
+	d.t.Helper()
+	out := d.mustCrictl(args...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		d.t.Fatalf("crictl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// criInfo is the part of `crictl info -o json` the harness reads.
+type criInfo struct {
+	Status struct {
+		Conditions []struct {
+			Type    string `json:"type"`
+			Status  bool   `json:"status"`
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
+		} `json:"conditions"`
+	} `json:"status"`
+}
+
+// waitReady waits until CRI reports RuntimeReady and NetworkReady: CRI
+// serves on the daemon's socket once its plugins init, but answers only
+// once its service runs, and NetworkReady needs the CNI config loaded.
+func (c *criEnv) waitReady(d *Daemon, deadline time.Time) {
+	d.t.Helper()
+	if limit := time.Now().Add(criReadyTimeout); limit.After(deadline) {
+		deadline = limit
+	}
+	var last string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r := d.crictlCtx(ctx, "info", "-o", "json")
+		cancel()
+		last = r.String()
+		if r.ExitCode == 0 {
+			var info criInfo
+			if err := json.Unmarshal([]byte(r.Stdout), &info); err == nil {
+				ready := map[string]bool{}
+				for _, cond := range info.Status.Conditions {
+					ready[cond.Type] = cond.Status
+				}
+				if ready["RuntimeReady"] && ready["NetworkReady"] {
+					return
+				}
+				last = fmt.Sprintf("conditions %+v", info.Status.Conditions)
+			}
+		}
+		select {
+		case <-d.exited:
+			d.t.Fatalf("daemon exited before CRI was ready: %v\n%s", d.cmd.ProcessState, d.logTail(60))
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("CRI not ready: %s\n%s", last, d.logTail(60))
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// notePod records a pod sandbox id for the CNI cache check and cleanup.
+func (c *criEnv) notePod(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.podIDs[id] = true
+}
+
+func (c *criEnv) pods() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return keys(c.podIDs)
+}
+
+// leaks lists what CRI and CNI left of the test's pods: bundles and work
+// dirs in k8s.io, runc state, CRI's sandbox, container and netns dirs,
+// ports on the test's bridge (veths), host-local leases, libcni cache
+// entries of the test's pods, and, while the daemon runs, pods,
+// containers and active snapshots it still lists.
+func (c *criEnv) leaks(d *Daemon) []string {
+	var out []string
+	for _, dir := range []string{
+		filepath.Join(d.State, taskPluginDir, criNamespace),
+		filepath.Join(d.Root, taskPluginDir, criNamespace),
+		filepath.Join(d.State, sandboxPluginDir, criNamespace),
+		filepath.Join(d.Root, sandboxPluginDir, criNamespace),
+		filepath.Join(d.RuncRoot, criNamespace),
+		filepath.Join(d.Root, criPluginDir, "sandboxes"),
+		filepath.Join(d.Root, criPluginDir, "containers"),
+		filepath.Join(d.State, criPluginDir, "sandboxes"),
+		filepath.Join(d.State, criPluginDir, "containers"),
+		filepath.Join(d.State, criPluginDir, "netns"),
+	} {
+		for _, name := range dirEntries(dir) {
+			out = append(out, "left in "+dir+": "+name)
+		}
+	}
+	if hostRunc := filepath.Join("/run/containerd/runc", criNamespace); isDir(hostRunc) {
+		for _, id := range c.pods() {
+			if isDir(filepath.Join(hostRunc, id)) {
+				out = append(out, "runc state in host path "+filepath.Join(hostRunc, id))
+			}
+		}
+	}
+	for _, port := range dirEntries(filepath.Join("/sys/class/net", c.Bridge, "brif")) {
+		out = append(out, "veth still on bridge "+c.Bridge+": "+port)
+	}
+	for _, lease := range dirEntries(filepath.Join(c.IPAMDir, c.Network)) {
+		if lease != "lock" && !strings.HasPrefix(lease, "last_reserved_ip") {
+			out = append(out, "host-local lease left: "+lease)
+		}
+	}
+	out = append(out, c.cniCacheEntries()...)
+	if d.running() {
+		for what, args := range map[string][]string{
+			"pod":       {"pods", "-q"},
+			"container": {"ps", "-a", "-q"},
+		} {
+			r := d.crictl(args...)
+			if r.ExitCode != 0 {
+				out = append(out, fmt.Sprintf("cannot list %ss: %s", what, r))
+				continue
+			}
+			for _, id := range strings.Fields(r.Stdout) {
+				out = append(out, what+" still listed by CRI: "+id)
+			}
+		}
+		if r := d.ctrIn(criNamespace, "containers", "ls", "-q"); r.ExitCode == 0 {
+			for _, id := range strings.Fields(r.Stdout) {
+				out = append(out, "containerd container left in k8s.io: "+id)
+			}
+		}
+		if r := d.ctrIn(criNamespace, "snapshots", "ls"); r.ExitCode == 0 {
+			for _, line := range strings.Split(r.Stdout, "\n") {
+				if f := strings.Fields(line); len(f) >= 3 && f[len(f)-1] == "Active" {
+					out = append(out, "active snapshot left: "+f[0])
+				}
+			}
+		}
+	}
+	return out
+}
+
+// cniCacheEntries lists libcni's cached results of the test's pods.
+func (c *criEnv) cniCacheEntries() []string {
+	var out []string
+	pods := c.pods()
+	for _, name := range dirEntries(hostCNIResults) {
+		for _, id := range pods {
+			if strings.Contains(name, id) {
+				out = append(out, "CNI result cache left: "+filepath.Join(hostCNIResults, name))
+			}
+		}
+	}
+	return out
+}
+
+// teardown, after the harness killed the test's processes and unmounted
+// its dirs, stops the registry, deletes the bridge and removes the libcni
+// cache entries of the test's pods.
+func (c *criEnv) teardown() []error {
+	var errs []error
+	if c.registryCmd != nil {
+		_ = c.registryStdin.Close()
+		select {
+		case <-c.registryExited:
+		case <-time.After(5 * time.Second):
+			_ = c.registryCmd.Process.Kill()
+			<-c.registryExited
+		}
+	}
+	if c.Bridge != "" && isDir(filepath.Join("/sys/class/net", c.Bridge)) {
+		if err := deleteBridge(c.Bridge); err != nil {
+			errs = append(errs, err)
+		} else if isDir(filepath.Join("/sys/class/net", c.Bridge)) {
+			errs = append(errs, fmt.Errorf("bridge %s still there after its deletion", c.Bridge))
+		}
+	}
+	for _, e := range c.cniCacheEntries() {
+		path := strings.TrimPrefix(e, "CNI result cache left: ")
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// haveCapSysResource reports whether this process has CAP_SYS_RESOURCE in
+// its effective set (and so may lower oom_score_adj).
+func haveCapSysResource() bool {
+	const capSysResource = 24
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			v, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			return err == nil && v&(1<<capSysResource) != 0
+		}
+	}
+	return false
+}
+
+// deleteBridge sets the bridge device down and deletes it, with the
+// bridge ioctls (no iproute2 needed).
+func deleteBridge(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bridge %s: get flags: %w", name, err)
+	}
+	ifr.SetUint16(ifr.Uint16() &^ unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bridge %s: set down: %w", name, err)
+	}
+	var buf [unix.IFNAMSIZ]byte
+	copy(buf[:], name)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCBRDELBR, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
+		return fmt.Errorf("bridge %s: delete: %w", name, errno)
+	}
+	return nil
+}
