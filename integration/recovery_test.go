@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -321,7 +322,7 @@ func TestRecoveryReboot(t *testing.T) {
 					t.Errorf("socket %s of a shim from before the reboot was not removed by its cleanup", a)
 				}
 			}
-			if got := readTrimmedFile(t, filepath.Join(d.Root, taskPluginDir, loader.BootIDFile)); got != recBootID(t) {
+			if got := readTrimmedFile(t, filepath.Join(d.Root, taskPluginDir, layout.BootIDFile)); got != recBootID(t) {
 				t.Errorf("boot id file after the pass: %q, want the current boot id %q", got, recBootID(t))
 			}
 			for n, list := range ids {
@@ -681,6 +682,12 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 		t.Errorf("daemon answered only after the hung shim was judged (%s after exec): it should serve while the shim is probed\n%s", ready, d.logTail(30))
 	}
 
+	// recovery_hold_start holds the shim sandbox controller's pass too
+	// (it has no section of its own: it follows the task runtime's).
+	if sx := opExports(t, d, "io.containerd.sandbox.controller.v1", "shim"); sx["recovery.hold_start"] != fmt.Sprint(holdStart) {
+		t.Errorf("shim sandbox controller export recovery.hold_start = %q with recovery_hold_start = %v: the controller's pass must follow the task section", sx["recovery.hold_start"], holdStart)
+	}
+
 	// While the hung shim is judged, the daemon already creates and
 	// starts new containers.
 	if !holdStart {
@@ -889,7 +896,7 @@ func TestRecoveryKilledDuringRecovery(t *testing.T) {
 	// and its rename leaves the temp file (a random number) behind.
 	for _, dir := range []string{filepath.Join(d.State, taskPluginDir), filepath.Join(d.Root, taskPluginDir)} {
 		for _, name := range dirEntries(dir) {
-			if name != ns && name != loader.ReportFile && name != loader.BootIDFile {
+			if name != ns && name != layout.ReportFile && name != layout.BootIDFile {
 				head := readFileString(filepath.Join(dir, name))
 				t.Logf("left in %s by a killed start: %s (%d bytes: %.40q)", dir, name, len(head), head)
 			}

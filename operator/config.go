@@ -18,17 +18,9 @@ import (
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/containerd/v2/version"
 
+	"github.com/shimkeeper/shimkeeper/config"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/manager"
-	skplugin "github.com/shimkeeper/shimkeeper/plugin"
-)
-
-// Plugin dir names under the daemon's root and state dirs (Type.ID, as the
-// server names them).
-var (
-	taskPluginDir     = plugins.RuntimePluginV2.String() + ".task"
-	sandboxPluginDir  = plugins.SandboxControllerPlugin.String() + ".shim"
-	metadataPluginDir = plugins.MetadataPlugin.String() + ".bolt"
-	shimPluginID      = plugins.ShimPlugin.String() + ".manager"
 )
 
 // DefaultConfigPath is where the daemon looks for config.toml.
@@ -42,8 +34,8 @@ type daemon struct {
 
 	GRPCAddress, TTRPCAddress string
 
-	Shim     skplugin.ShimConfig
-	Task     skplugin.TaskConfig
+	Shim     config.Shim
+	Task     config.Task
 	Timeouts manager.Timeouts
 }
 
@@ -103,19 +95,19 @@ func loadDaemon(ctx context.Context, o Options) (*daemon, error) {
 			return nil, fmt.Errorf("config %s: timeouts.%q: unable to parse %q into a time duration", path, key, v)
 		}
 	}
-	if d.Timeouts, err = skplugin.TimeoutsFrom(cfg.Timeouts); err != nil {
+	if d.Timeouts, err = config.TimeoutsFrom(cfg.Timeouts); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 
-	if _, err := cfg.Decode(ctx, shimPluginID, &d.Shim); err != nil {
-		return nil, fmt.Errorf("config %s: plugins.%q: %w", path, shimPluginID, err)
+	if _, err := cfg.Decode(ctx, config.ShimPlugin, &d.Shim); err != nil {
+		return nil, fmt.Errorf("config %s: plugins.%q: %w", path, config.ShimPlugin, err)
 	}
 	if err := d.Shim.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	d.Task = *skplugin.DefaultTaskConfig()
-	if _, err := cfg.Decode(ctx, taskPluginDir, &d.Task); err != nil {
-		return nil, fmt.Errorf("config %s: plugins.%q: %w", path, taskPluginDir, err)
+	d.Task = *config.DefaultTask()
+	if _, err := cfg.Decode(ctx, config.TaskPlugin, &d.Task); err != nil {
+		return nil, fmt.Errorf("config %s: plugins.%q: %w", path, config.TaskPlugin, err)
 	}
 	if err := d.Task.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -156,7 +148,7 @@ func applyFlags(cfg *srvconfig.Config, o Options) error {
 // has beyond stock's own version steps.
 func migrations() iter.Seq[plugin.Registration] {
 	return slices.Values([]plugin.Registration{{
-		Type: plugins.ShimPlugin, ID: "manager", ConfigMigration: skplugin.MigrateConfig,
+		Type: plugins.ShimPlugin, ID: "manager", ConfigMigration: config.Migrate,
 	}})
 }
 
@@ -196,11 +188,11 @@ func unwrapPath(err error) error {
 }
 
 // Plugin dirs of the daemon.
-func (d *daemon) taskState() string    { return filepath.Join(d.State, taskPluginDir) }
-func (d *daemon) taskRoot() string     { return filepath.Join(d.Root, taskPluginDir) }
-func (d *daemon) sandboxState() string { return filepath.Join(d.State, sandboxPluginDir) }
-func (d *daemon) sandboxRoot() string  { return filepath.Join(d.Root, sandboxPluginDir) }
-func (d *daemon) metadataDB() string   { return filepath.Join(d.Root, metadataPluginDir, "meta.db") }
+func (d *daemon) taskState() string    { return layout.PluginDir(d.State, layout.TaskPluginDir) }
+func (d *daemon) taskRoot() string     { return layout.PluginDir(d.Root, layout.TaskPluginDir) }
+func (d *daemon) sandboxState() string { return layout.PluginDir(d.State, layout.SandboxPluginDir) }
+func (d *daemon) sandboxRoot() string  { return layout.PluginDir(d.Root, layout.SandboxPluginDir) }
+func (d *daemon) metadataDB() string   { return layout.MetadataDB(d.Root) }
 
 // checkState fails unless the state dir exists: a plan of a dir that is
 // not there would wrongly say "nothing to do".

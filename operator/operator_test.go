@@ -17,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
@@ -26,9 +27,9 @@ type fixture struct {
 	dir, root, state, socketDir, config string
 }
 
-func (f *fixture) taskState() string { return filepath.Join(f.state, taskPluginDir) }
-func (f *fixture) taskRoot() string  { return filepath.Join(f.root, taskPluginDir) }
-func (f *fixture) metaDB() string    { return filepath.Join(f.root, metadataPluginDir, "meta.db") }
+func (f *fixture) taskState() string { return layout.PluginDir(f.state, layout.TaskPluginDir) }
+func (f *fixture) taskRoot() string  { return layout.PluginDir(f.root, layout.TaskPluginDir) }
+func (f *fixture) metaDB() string    { return layout.MetadataDB(f.root) }
 
 // newFixture writes config.toml (extra is appended to it), creates the
 // state and root dirs and an empty, valid metadata database.
@@ -469,7 +470,7 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustWrite(t, filepath.Join(f.taskState(), loader.ReportFile), string(data))
+	mustWrite(t, filepath.Join(f.taskState(), layout.ReportFile), string(data))
 	before := testshim.Tree(t, true, f.state, f.root)
 
 	out.Reset()

@@ -6,7 +6,6 @@ import (
 
 	"github.com/shimkeeper/shimkeeper/loader"
 	"github.com/shimkeeper/shimkeeper/manager"
-	skplugin "github.com/shimkeeper/shimkeeper/plugin"
 )
 
 // PluginReport is one plugin's plan or report: which plugin ("task" or
@@ -45,9 +44,10 @@ func plan(ctx context.Context, d *daemon) ([]PluginReport, error) {
 		Sandboxes:    ss,
 		Timeouts:     d.Timeouts,
 	})
-	// The same order and options as the daemon's plugin InitFns.
+	// The same order and options as the daemon's plugin InitFns: the shim
+	// sandbox controller follows the task section.
 	task := loader.Plan(ctx, m, d.Task.RecoveryOptions(d.taskState(), d.taskRoot()))
-	sandbox := loader.Plan(ctx, m, skplugin.SandboxRecoveryOptions(d.sandboxState(), d.sandboxRoot()))
+	sandbox := loader.Plan(ctx, m, d.Task.RecoveryOptions(d.sandboxState(), d.sandboxRoot()))
 	return []PluginReport{{Plugin: "task", Report: task}, {Plugin: "sandbox", Report: sandbox}}, nil
 }
 

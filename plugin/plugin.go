@@ -1,12 +1,13 @@
 package plugin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -24,33 +25,26 @@ import (
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/containerd/v2/plugins/services/warning"
 
+	"github.com/shimkeeper/shimkeeper/config"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
 	"github.com/shimkeeper/shimkeeper/manager"
 	"github.com/shimkeeper/shimkeeper/metrics"
 	"github.com/shimkeeper/shimkeeper/sandboxctl"
 )
 
-// Timeout keys. The first three are stock's; start is shimkeeper's.
-const (
-	TimeoutStart    = "io.containerd.timeout.shim.start"
-	TimeoutLoad     = "io.containerd.timeout.shim.load"
-	TimeoutCleanup  = "io.containerd.timeout.shim.cleanup"
-	TimeoutShutdown = "io.containerd.timeout.shim.shutdown"
-)
-
 func init() {
-	timeout.Set(TimeoutStart, 20*time.Second)
-	timeout.Set(TimeoutLoad, 5*time.Second)
-	timeout.Set(TimeoutCleanup, 5*time.Second)
-	timeout.Set(TimeoutShutdown, 3*time.Second)
+	for key, d := range config.TimeoutDefaults {
+		timeout.Set(key, d)
+	}
 
 	registry.Register(&plugin.Registration{
 		Type:            plugins.ShimPlugin,
 		ID:              "manager",
 		Requires:        []plugin.Type{plugins.EventPlugin, plugins.MetadataPlugin},
-		Config:          &ShimConfig{},
+		Config:          &config.Shim{},
 		InitFn:          fatalOnError(initShimManager),
-		ConfigMigration: migrateConfig,
+		ConfigMigration: config.Migrate,
 	})
 	registry.Register(&plugin.Registration{
 		Type: plugins.RuntimePluginV2,
@@ -58,7 +52,7 @@ func init() {
 		// TaskMonitorPlugin (not in stock's list) only orders init: the
 		// monitor must exist before recovery hands it the tasks it adopts.
 		Requires: []plugin.Type{plugins.ShimPlugin, plugins.MountManagerPlugin, plugins.WarningPlugin, plugins.TaskMonitorPlugin},
-		Config:   defaultTaskConfig(),
+		Config:   config.DefaultTask(),
 		InitFn:   fatalOnError(initTaskRuntime),
 	})
 	registry.Register(&plugin.Registration{
@@ -69,11 +63,33 @@ func init() {
 	})
 }
 
-// readTimeouts reads the [timeouts] budgets once; the server has applied
-// config.toml on top of the defaults set in init.
-func readTimeouts() manager.Timeouts {
-	t, _ := TimeoutsFrom(nil) // nothing to parse: cannot fail
-	return t
+// taskSection hands the task runtime's validated section to the shim
+// sandbox controller, whose pass follows the same recovery_* keys
+// (recovery_hold_start included) but which has no section of its own.
+// The registry inits the task runtime first: the tasks service, which
+// comes before the CRI plugins that need sandbox controllers, requires it.
+var taskSection struct {
+	sync.Mutex
+	cfg *config.Task
+}
+
+func setTaskSection(c *config.Task) {
+	taskSection.Lock()
+	defer taskSection.Unlock()
+	taskSection.cfg = c
+}
+
+// sandboxRecoverySection is the section the sandbox controller recovers
+// with: the task runtime's, or the defaults (said in the log) when the
+// task runtime is disabled or was not initialised first.
+func sandboxRecoverySection(ctx context.Context) *config.Task {
+	taskSection.Lock()
+	defer taskSection.Unlock()
+	if taskSection.cfg == nil {
+		log.G(ctx).Warnf("the task runtime (%s) has not loaded before the shim sandbox controller: its recovery uses the default recovery_* settings", config.TaskPlugin)
+		return config.DefaultTask()
+	}
+	return taskSection.cfg
 }
 
 // fatalOnError makes a failure of init fail the daemon's start, instead of
@@ -97,11 +113,11 @@ func fatalOnError(init func(*plugin.InitContext) (any, error)) func(*plugin.Init
 }
 
 func initShimManager(ic *plugin.InitContext) (any, error) {
-	cfg := ic.Config.(*ShimConfig)
+	cfg := ic.Config.(*config.Shim)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	socketDir, err := cfg.socketDir()
+	socketDir, err := cfg.SocketDirInUse()
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +145,8 @@ func initShimManager(ic *plugin.InitContext) (any, error) {
 		Events:       ex,
 		Containers:   metadata.NewContainerStore(db),
 		Sandboxes:    metadata.NewSandboxStore(db),
-		Timeouts:     readTimeouts(),
+		// The server has applied [timeouts] over the defaults set in init.
+		Timeouts: config.TimeoutsOf(timeout.Get),
 	}), nil
 }
 
@@ -146,10 +163,11 @@ func shimManager(ic *plugin.InitContext) (*manager.Manager, error) {
 }
 
 func initTaskRuntime(ic *plugin.InitContext) (any, error) {
-	cfg := ic.Config.(*TaskConfig)
+	cfg := ic.Config.(*config.Task)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	setTaskSection(cfg)
 	supported, err := platforms.ParseAll(cfg.Platforms)
 	if err != nil {
 		return nil, err
@@ -187,7 +205,7 @@ func initTaskRuntime(ic *plugin.InitContext) (any, error) {
 	} else if !errors.Is(err, plugin.ErrPluginNotFound) {
 		log.G(ic.Context).WithError(err).Warn("no task monitor: tasks recovered after the task service started get no cgroup metrics")
 	}
-	opts := cfg.recoveryOptions(state, root)
+	opts := cfg.RecoveryOptions(state, root)
 	opts.Observer = metrics.Default()
 	rec := loader.Run(ic.Context, m, opts)
 	exportRecovery(ic, rec)
@@ -228,7 +246,7 @@ func initSandboxController(ic *plugin.InitContext) (any, error) {
 			return nil, err
 		}
 	}
-	opts := SandboxRecoveryOptions(state, root)
+	opts := sandboxRecoverySection(ic.Context).RecoveryOptions(state, root)
 	opts.Observer = metrics.Default()
 	exportRecovery(ic, loader.Run(ic.Context, m, opts))
 	log.G(ic.Context).Debug("shim sandbox controller ready")
@@ -258,6 +276,6 @@ func exportRecovery(ic *plugin.InitContext, rec *loader.Recovery) {
 	ex["recovery.hold_start"] = fmt.Sprint(r.HeldStart)
 	ex["recovery.boot_id"] = r.BootID
 	ex["recovery.rebooted"] = fmt.Sprint(r.Rebooted)
-	ex["recovery.report"] = filepath.Join(r.StateDir, loader.ReportFile)
+	ex["recovery.report"] = layout.ReportPath(r.StateDir)
 	ex["recovery.entries"] = fmt.Sprint(r.Found)
 }

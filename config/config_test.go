@@ -1,4 +1,4 @@
-package plugin
+package config
 
 import (
 	"context"
@@ -13,18 +13,18 @@ import (
 	"time"
 
 	"github.com/containerd/plugin"
-	"github.com/containerd/plugin/registry"
 
 	srvconfig "github.com/containerd/containerd/v2/cmd/containerd/server/config"
+	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/containerd/v2/version"
 )
 
 const (
-	shimKey = "io.containerd.shim.v1.manager"
-	taskKey = "io.containerd.runtime.v2.task"
+	shimKey = ShimPlugin
+	taskKey = TaskPlugin
 )
 
-func TestShimConfigValidate(t *testing.T) {
+func TestShimValidate(t *testing.T) {
 	// 42 characters: the longest socket dir a 64-hex socket name fits in.
 	dir42 := "/run/" + strings.Repeat("d", 37)
 	if len(dir42) != 42 {
@@ -34,24 +34,24 @@ func TestShimConfigValidate(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		cfg  ShimConfig
+		cfg  Shim
 		// wantKey is the toml key the error must name; "" means valid.
 		wantKey string
 	}{
-		{name: "zero value", cfg: ShimConfig{}},
-		{name: "env entries", cfg: ShimConfig{Env: []string{"A=b", "EMPTY=", "WITH=EQ=SIGN"}}},
-		{name: "env entry without =", cfg: ShimConfig{Env: []string{"A=b", "NOEQ"}}, wantKey: shimSection + ".env[1]"},
-		{name: "env entry with empty key", cfg: ShimConfig{Env: []string{"=value"}}, wantKey: shimSection + ".env[0]"},
-		{name: "env entry empty", cfg: ShimConfig{Env: []string{""}}, wantKey: shimSection + ".env[0]"},
-		{name: "default socket dir", cfg: ShimConfig{SocketDir: "/run/containerd/s"}},
-		{name: "relative socket_dir", cfg: ShimConfig{SocketDir: "run/containerd/s"}, wantKey: shimSection + ".socket_dir"},
-		{name: "dot-relative socket_dir", cfg: ShimConfig{SocketDir: "./s"}, wantKey: shimSection + ".socket_dir"},
-		{name: "42 characters", cfg: ShimConfig{SocketDir: dir42}},
-		{name: "43 characters", cfg: ShimConfig{SocketDir: dir43}, wantKey: shimSection + ".socket_dir"},
+		{name: "zero value", cfg: Shim{}},
+		{name: "env entries", cfg: Shim{Env: []string{"A=b", "EMPTY=", "WITH=EQ=SIGN"}}},
+		{name: "env entry without =", cfg: Shim{Env: []string{"A=b", "NOEQ"}}, wantKey: ShimSection + ".env[1]"},
+		{name: "env entry with empty key", cfg: Shim{Env: []string{"=value"}}, wantKey: ShimSection + ".env[0]"},
+		{name: "env entry empty", cfg: Shim{Env: []string{""}}, wantKey: ShimSection + ".env[0]"},
+		{name: "default socket dir", cfg: Shim{SocketDir: "/run/containerd/s"}},
+		{name: "relative socket_dir", cfg: Shim{SocketDir: "run/containerd/s"}, wantKey: ShimSection + ".socket_dir"},
+		{name: "dot-relative socket_dir", cfg: Shim{SocketDir: "./s"}, wantKey: ShimSection + ".socket_dir"},
+		{name: "42 characters", cfg: Shim{SocketDir: dir42}},
+		{name: "43 characters", cfg: Shim{SocketDir: dir43}, wantKey: ShimSection + ".socket_dir"},
 		// The length that counts is the cleaned path's, the one shims get.
-		{name: "43 raw, 42 cleaned (trailing slash)", cfg: ShimConfig{SocketDir: dir42 + "/"}},
-		{name: "long raw, short cleaned", cfg: ShimConfig{SocketDir: "/run/../run/./containerd//s/"}},
-		{name: "cleaned still 43", cfg: ShimConfig{SocketDir: dir43 + "//"}, wantKey: shimSection + ".socket_dir"},
+		{name: "43 raw, 42 cleaned (trailing slash)", cfg: Shim{SocketDir: dir42 + "/"}},
+		{name: "long raw, short cleaned", cfg: Shim{SocketDir: "/run/../run/./containerd//s/"}},
+		{name: "cleaned still 43", cfg: Shim{SocketDir: dir43 + "//"}, wantKey: ShimSection + ".socket_dir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -75,8 +75,8 @@ func TestConfigKeys(t *testing.T) {
 	// The error messages name keys by the section constants: make sure they
 	// are the stock TOML sections and that the struct tags carry the stock
 	// keys (the task section may have keys of our own after them).
-	if shimSection != `plugins."io.containerd.shim.v1.manager"` || taskSection != `plugins."io.containerd.runtime.v2.task"` {
-		t.Fatalf("sections %s, %s", shimSection, taskSection)
+	if ShimSection != `plugins."io.containerd.shim.v1.manager"` || TaskSection != `plugins."io.containerd.runtime.v2.task"` {
+		t.Fatalf("sections %s, %s", ShimSection, TaskSection)
 	}
 	keys := func(typ reflect.Type) []string {
 		var out []string
@@ -85,44 +85,44 @@ func TestConfigKeys(t *testing.T) {
 		}
 		return out
 	}
-	if got, want := keys(reflect.TypeFor[ShimConfig]()), []string{"env", "socket_dir"}; !slices.Equal(got, want) {
-		t.Errorf("ShimConfig toml keys %v, want %v", got, want)
+	if got, want := keys(reflect.TypeFor[Shim]()), []string{"env", "socket_dir"}; !slices.Equal(got, want) {
+		t.Errorf("Shim toml keys %v, want %v", got, want)
 	}
-	if got := keys(reflect.TypeFor[TaskConfig]()); len(got) == 0 || got[0] != "platforms" {
-		t.Errorf("TaskConfig toml keys %v, want platforms first", got)
+	if got := keys(reflect.TypeFor[Task]()); len(got) == 0 || got[0] != "platforms" {
+		t.Errorf("Task toml keys %v, want platforms first", got)
 	}
 }
 
-func TestTaskConfigValidate(t *testing.T) {
+func TestTaskValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		mod     func(*TaskConfig)
+		mod     func(*Task)
 		wantKey string // "" means valid
 	}{
-		{name: "defaults", mod: func(*TaskConfig) {}},
-		{name: "several platforms", mod: func(c *TaskConfig) { c.Platforms = []string{"linux/amd64", "linux/arm64/v8", "windows/amd64"} }},
-		{name: "no platforms", mod: func(c *TaskConfig) { c.Platforms = nil }},
+		{name: "defaults", mod: func(*Task) {}},
+		{name: "several platforms", mod: func(c *Task) { c.Platforms = []string{"linux/amd64", "linux/arm64/v8", "windows/amd64"} }},
+		{name: "no platforms", mod: func(c *Task) { c.Platforms = nil }},
 		{
 			name:    "bad platform",
-			mod:     func(c *TaskConfig) { c.Platforms = []string{"linux/amd64", "linux/amd64/v3/extra/parts"} },
-			wantKey: taskSection + ".platforms[1]",
+			mod:     func(c *Task) { c.Platforms = []string{"linux/amd64", "linux/amd64/v3/extra/parts"} },
+			wantKey: TaskSection + ".platforms[1]",
 		},
-		{name: "concurrency 0", mod: func(c *TaskConfig) { c.RecoveryConcurrency = 0 }, wantKey: taskSection + ".recovery_concurrency"},
-		{name: "concurrency 4097", mod: func(c *TaskConfig) { c.RecoveryConcurrency = 4097 }, wantKey: taskSection + ".recovery_concurrency"},
-		{name: "concurrency 1", mod: func(c *TaskConfig) { c.RecoveryConcurrency = 1 }},
-		{name: "zero deadline", mod: func(c *TaskConfig) { c.RecoveryDeadline = 0 }, wantKey: taskSection + ".recovery_deadline"},
-		{name: "negative probe timeout", mod: func(c *TaskConfig) { c.RecoveryProbeTimeout = -1 }, wantKey: taskSection + ".recovery_probe_timeout"},
-		{name: "zero retry initial", mod: func(c *TaskConfig) { c.RecoveryRetryInitial = 0 }, wantKey: taskSection + ".recovery_retry_initial"},
+		{name: "concurrency 0", mod: func(c *Task) { c.RecoveryConcurrency = 0 }, wantKey: TaskSection + ".recovery_concurrency"},
+		{name: "concurrency 4097", mod: func(c *Task) { c.RecoveryConcurrency = 4097 }, wantKey: TaskSection + ".recovery_concurrency"},
+		{name: "concurrency 1", mod: func(c *Task) { c.RecoveryConcurrency = 1 }},
+		{name: "zero deadline", mod: func(c *Task) { c.RecoveryDeadline = 0 }, wantKey: TaskSection + ".recovery_deadline"},
+		{name: "negative probe timeout", mod: func(c *Task) { c.RecoveryProbeTimeout = -1 }, wantKey: TaskSection + ".recovery_probe_timeout"},
+		{name: "zero retry initial", mod: func(c *Task) { c.RecoveryRetryInitial = 0 }, wantKey: TaskSection + ".recovery_retry_initial"},
 		{
 			name: "retry max below initial",
-			mod: func(c *TaskConfig) {
+			mod: func(c *Task) {
 				c.RecoveryRetryInitial, c.RecoveryRetryMax = Duration(time.Minute), Duration(time.Second)
 			},
-			wantKey: taskSection + ".recovery_retry_max",
+			wantKey: TaskSection + ".recovery_retry_max",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := defaultTaskConfig()
+			c := DefaultTask()
 			tc.mod(c)
 			err := c.Validate()
 			if tc.wantKey == "" {
@@ -138,14 +138,6 @@ func TestTaskConfigValidate(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tc.wantKey)
 			}
 		})
-	}
-	// The registration's default must be the validated default.
-	for _, r := range registry.Graph(func(*plugin.Registration) bool { return false }) {
-		if r.URI() == taskKey {
-			if err := r.Config.(*TaskConfig).Validate(); err != nil {
-				t.Errorf("registered default config: %v", err)
-			}
-		}
 	}
 }
 
@@ -181,7 +173,7 @@ func TestMigrateConfig(t *testing.T) {
 			taskKey: map[string]any{"sched_core": true, "platforms": []any{"linux/amd64"}},
 			shimKey: map[string]any{"env": []any{"FOO=1"}, "socket_dir": "/run/sk"},
 		}
-		if err := migrateConfig(ctx, 2, pc); err != nil {
+		if err := Migrate(ctx, 2, pc); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := env(t, pc), []string{"FOO=1", "SCHED_CORE=1"}; !slices.Equal(got, want) {
@@ -201,7 +193,7 @@ func TestMigrateConfig(t *testing.T) {
 
 	t.Run("v2 sched_core true without a manager section", func(t *testing.T) {
 		pc := map[string]any{taskKey: map[string]any{"sched_core": true}}
-		if err := migrateConfig(ctx, 2, pc); err != nil {
+		if err := Migrate(ctx, 2, pc); err != nil {
 			t.Fatal(err)
 		}
 		if got := env(t, pc); !slices.Equal(got, []string{"SCHED_CORE=1"}) {
@@ -211,7 +203,7 @@ func TestMigrateConfig(t *testing.T) {
 
 	t.Run("sched_core false is dropped", func(t *testing.T) {
 		pc := map[string]any{taskKey: map[string]any{"sched_core": false}}
-		if err := migrateConfig(ctx, 2, pc); err != nil {
+		if err := Migrate(ctx, 2, pc); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok := pc[taskKey].(map[string]any)["sched_core"]; ok {
@@ -228,7 +220,7 @@ func TestMigrateConfig(t *testing.T) {
 				taskKey: map[string]any{"sched_core": v},
 				shimKey: map[string]any{"env": []any{"FOO=1"}},
 			}
-			if err := migrateConfig(ctx, 2, pc); err != nil {
+			if err := Migrate(ctx, 2, pc); err != nil {
 				t.Fatal(err)
 			}
 			if _, ok := pc[taskKey].(map[string]any)["sched_core"]; ok {
@@ -245,7 +237,7 @@ func TestMigrateConfig(t *testing.T) {
 			taskKey: map[string]any{"sched_core": true},
 			shimKey: map[string]any{"env": []any{"SCHED_CORE=1", "FOO=1"}},
 		}
-		if err := migrateConfig(ctx, 2, pc); err != nil {
+		if err := Migrate(ctx, 2, pc); err != nil {
 			t.Fatal(err)
 		}
 		if got := env(t, pc); !slices.Equal(got, []string{"SCHED_CORE=1", "FOO=1"}) {
@@ -269,7 +261,7 @@ func TestMigrateConfig(t *testing.T) {
 				taskKey: map[string]any{"sched_core": true, "platforms": []any{"linux/amd64"}},
 				shimKey: map[string]any{"env": []any{"FOO=1"}, "socket_dir": "/run/sk"},
 			}
-			if err := migrateConfig(ctx, v, pc); err != nil {
+			if err := Migrate(ctx, v, pc); err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(pc, want) {
@@ -286,7 +278,7 @@ func TestMigrateConfig(t *testing.T) {
 			shimKey: map[string]any{"env": []any{"FOO=1"}},
 		}
 		for v := 1; v < version.ConfigVersion; v++ {
-			if err := migrateConfig(ctx, v, pc); err != nil {
+			if err := Migrate(ctx, v, pc); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -296,7 +288,7 @@ func TestMigrateConfig(t *testing.T) {
 		// Even if sched_core came back between steps (it cannot through
 		// the server, but the merge must not rely on that).
 		pc[taskKey].(map[string]any)["sched_core"] = true
-		if err := migrateConfig(ctx, 2, pc); err != nil {
+		if err := Migrate(ctx, 2, pc); err != nil {
 			t.Fatal(err)
 		}
 		if got := env(t, pc); !slices.Equal(got, []string{"FOO=1", "SCHED_CORE=1"}) {
@@ -306,7 +298,7 @@ func TestMigrateConfig(t *testing.T) {
 
 	t.Run("no task section", func(t *testing.T) {
 		pc := map[string]any{shimKey: map[string]any{"env": []any{"FOO=1"}}}
-		if err := migrateConfig(ctx, 2, pc); err != nil {
+		if err := Migrate(ctx, 2, pc); err != nil {
 			t.Fatal(err)
 		}
 		if got := env(t, pc); !slices.Equal(got, []string{"FOO=1"}) {
@@ -316,47 +308,33 @@ func TestMigrateConfig(t *testing.T) {
 }
 
 // loadConfig runs containerd's own loader over a config.toml, with the
-// migrations of every registered plugin (ours registered by this
-// package's init), as `containerd` does at start.
+// shim manager's migration, as `containerd` does at start.
 func loadConfig(t *testing.T, toml string) *srvconfig.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := registry.Graph(func(*plugin.Registration) bool { return false })
-	plugins := func() iter.Seq[plugin.Registration] { return slices.Values(g) }
+	regs := func() iter.Seq[plugin.Registration] {
+		return slices.Values([]plugin.Registration{{Type: plugins.ShimPlugin, ID: "manager", ConfigMigration: Migrate}})
+	}
 	cfg := &srvconfig.Config{Version: version.ConfigVersion}
-	if err := srvconfig.LoadConfigWithPlugins(context.Background(), path, plugins, cfg); err != nil {
+	if err := srvconfig.LoadConfigWithPlugins(context.Background(), path, regs, cfg); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
 }
 
-func decodeShim(t *testing.T, cfg *srvconfig.Config) *ShimConfig {
+func decodeShim(t *testing.T, cfg *srvconfig.Config) *Shim {
 	t.Helper()
-	out, err := cfg.Decode(context.Background(), shimKey, &ShimConfig{})
+	out, err := cfg.Decode(context.Background(), shimKey, &Shim{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out.(*ShimConfig)
+	return out.(*Shim)
 }
 
 func TestConfigLoaderMigration(t *testing.T) {
-	// Our migration is the one the server runs.
-	var found int
-	for _, r := range registry.Graph(func(*plugin.Registration) bool { return false }) {
-		if r.URI() == shimKey {
-			found++
-			if r.ConfigMigration == nil {
-				t.Fatal("shim manager registered without ConfigMigration")
-			}
-		}
-	}
-	if found != 1 {
-		t.Fatalf("%d registrations of %s", found, shimKey)
-	}
-
 	t.Run("version 2", func(t *testing.T) {
 		cfg := loadConfig(t, `
 version = 2
@@ -376,15 +354,15 @@ version = 2
 		if _, ok := task["sched_core"]; ok {
 			t.Error("sched_core left in the task section")
 		}
-		tc, err := cfg.Decode(context.Background(), taskKey, defaultTaskConfig())
+		tc, err := cfg.Decode(context.Background(), taskKey, DefaultTask())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := tc.(*TaskConfig); !slices.Equal(got.Platforms, []string{"linux/amd64"}) ||
-			got.RecoveryDeadline != Duration(3*time.Second) || got.RecoveryConcurrency != defaultRecoveryConcurrency {
+		if got := tc.(*Task); !slices.Equal(got.Platforms, []string{"linux/amd64"}) ||
+			got.RecoveryDeadline != Duration(3*time.Second) || got.RecoveryConcurrency != DefaultRecoveryConcurrency {
 			t.Errorf("task config %+v", got)
 		}
-		if err := tc.(*TaskConfig).Validate(); err != nil {
+		if err := tc.(*Task).Validate(); err != nil {
 			t.Error(err)
 		}
 	})
@@ -415,4 +393,17 @@ version = 3
 			t.Errorf("shim config %+v", sc)
 		}
 	})
+}
+
+func TestTimeoutsFrom(t *testing.T) {
+	got, err := TimeoutsFrom(map[string]string{TimeoutLoad: "7s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Load != 7*time.Second || got.Start != 20*time.Second || got.Cleanup != 5*time.Second || got.Shutdown != 3*time.Second {
+		t.Errorf("timeouts %+v, want load 7s and the defaults (start 20s, cleanup 5s, shutdown 3s)", got)
+	}
+	if _, err := TimeoutsFrom(map[string]string{TimeoutCleanup: "soon"}); err == nil || !strings.Contains(err.Error(), `timeouts."`+TimeoutCleanup+`"`) {
+		t.Errorf("bad duration: %v, want an error naming the key", err)
+	}
 }

@@ -1,29 +1,25 @@
-package plugin
+package config
 
 import (
 	"context"
 
 	"github.com/containerd/log"
-
-	"github.com/containerd/containerd/v2/plugins"
 )
 
-// migrateConfig moves `sched_core` from the task section, where config
-// versions 1 and 2 had it, to the shim manager's `env`
-// (sched_core = true becomes SCHED_CORE=1).
+// Migrate is the shim manager's ConfigMigration. It moves `sched_core`
+// from the task section, where config versions 1 and 2 had it, to the
+// shim manager's `env` (sched_core = true becomes SCHED_CORE=1).
 //
 // It differs from stock on purpose: stock runs at every version step below
 // 4 and replaces the whole manager section each time, so a version 2
 // config loses SCHED_CORE=1 at the 3→4 step and a version 3 config loses
 // its manager env and socket_dir. This runs only for versions below 3 (the
 // manager section exists from version 3 on) and merges into the section.
-func migrateConfig(ctx context.Context, configVersion int, pluginConfigs map[string]any) error {
+func Migrate(ctx context.Context, configVersion int, pluginConfigs map[string]any) error {
 	if configVersion >= 3 {
 		return nil
 	}
-	taskName := plugins.RuntimePluginV2.String() + ".task"
-	shimName := plugins.ShimPlugin.String() + ".manager"
-	task, ok := pluginConfigs[taskName].(map[string]any)
+	task, ok := pluginConfigs[TaskPlugin].(map[string]any)
 	if !ok {
 		return nil
 	}
@@ -40,10 +36,10 @@ func migrateConfig(ctx context.Context, configVersion int, pluginConfigs map[str
 	if !on {
 		return nil
 	}
-	shim, _ := pluginConfigs[shimName].(map[string]any)
+	shim, _ := pluginConfigs[ShimPlugin].(map[string]any)
 	if shim == nil {
 		shim = map[string]any{}
-		pluginConfigs[shimName] = shim
+		pluginConfigs[ShimPlugin] = shim
 	}
 	env := toStrings(shim["env"])
 	for _, e := range env {
