@@ -11,16 +11,10 @@ import (
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/errdefs"
 
-	"github.com/containerd/containerd/v2/pkg/atomicfile"
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
 	"github.com/containerd/containerd/v2/pkg/shim"
-)
 
-// File names in a bundle: bootstrap.json, and the address file 1.x-era
-// shims wrote instead.
-const (
-	File        = "bootstrap.json"
-	AddressFile = "address"
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // CurrentVersion is the newest task API version spoken (task v3).
@@ -90,23 +84,23 @@ const (
 // ReadForm is Read, also saying which form the params
 // came in.
 func ReadForm(bundlePath string) (*bootapi.BootstrapResult, Form, error) {
-	data, err := os.ReadFile(filepath.Join(bundlePath, File))
+	data, err := os.ReadFile(filepath.Join(bundlePath, layout.FileBootstrap))
 	if err == nil {
 		if p, err := parseFile(data); err == nil {
 			return p, FormJSON, nil
 		}
 		p, err := ParseStartResponse(data)
 		if err != nil {
-			return nil, FormOther, fmt.Errorf("parse %s: %w", File, err)
+			return nil, FormOther, fmt.Errorf("parse %s: %w", layout.FileBootstrap, err)
 		}
 		return p, FormOther, nil
 	}
 	if !os.IsNotExist(err) {
 		return nil, FormJSON, err
 	}
-	address, err := shim.ReadAddress(filepath.Join(bundlePath, AddressFile))
+	address, err := shim.ReadAddress(filepath.Join(bundlePath, layout.FileAddress))
 	if err != nil && !errors.Is(err, shim.ErrNoAddress) {
-		return nil, FormLegacyAddress, fmt.Errorf("no %s and no legacy address file: %w", File, err)
+		return nil, FormLegacyAddress, fmt.Errorf("no %s and no legacy address file: %w", layout.FileBootstrap, err)
 	}
 	if address == "" {
 		return nil, FormLegacyAddress, fmt.Errorf("legacy address file is empty: %w", errdefs.ErrInvalidArgument)
@@ -143,13 +137,5 @@ func Write(bundlePath string, params *bootapi.BootstrapResult) error {
 	if err != nil {
 		return err
 	}
-	f, err := atomicfile.New(filepath.Join(bundlePath, File), 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Cancel()
-		return err
-	}
-	return f.Close()
+	return layout.WriteFileAtomic(layout.BundleFile(bundlePath, layout.FileBootstrap), data, 0o644)
 }

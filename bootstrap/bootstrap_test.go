@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // requireProtoEqual compares messages by value; reflect.DeepEqual is not
@@ -225,9 +226,9 @@ func TestRead(t *testing.T) {
 
 	t.Run("bootstrap.json present", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, File, `{"version":3,"address":"unix:///run/s/abc","protocol":"ttrpc","metadata":{"k":"v"}}`)
+		write(t, dir, layout.FileBootstrap, `{"version":3,"address":"unix:///run/s/abc","protocol":"ttrpc","metadata":{"k":"v"}}`)
 		// A stale legacy file must not win over bootstrap.json.
-		write(t, dir, AddressFile, "unix:///run/old.sock")
+		write(t, dir, layout.FileAddress, "unix:///run/old.sock")
 		p, legacy, err := Read(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -240,7 +241,7 @@ func TestRead(t *testing.T) {
 
 	t.Run("legacy address file, nothing written", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, AddressFile, "unix:///run/containerd/s/legacy")
+		write(t, dir, layout.FileAddress, "unix:///run/containerd/s/legacy")
 		before := testshim.Snapshot(t, dir)
 		p, legacy, err := Read(dir)
 		if err != nil {
@@ -271,7 +272,7 @@ func TestRead(t *testing.T) {
 
 	t.Run("empty address file", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, AddressFile, "")
+		write(t, dir, layout.FileAddress, "")
 		before := testshim.Snapshot(t, dir)
 		_, _, err := Read(dir)
 		if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "empty") {
@@ -282,17 +283,17 @@ func TestRead(t *testing.T) {
 
 	t.Run("empty bootstrap.json", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, File, "")
-		write(t, dir, AddressFile, "unix:///run/old.sock")
+		write(t, dir, layout.FileBootstrap, "")
+		write(t, dir, layout.FileAddress, "unix:///run/old.sock")
 		_, _, err := Read(dir)
-		if err == nil || !strings.Contains(err.Error(), File) {
-			t.Fatalf("got %v, want an error naming %s", err, File)
+		if err == nil || !strings.Contains(err.Error(), layout.FileBootstrap) {
+			t.Fatalf("got %v, want an error naming %s", err, layout.FileBootstrap)
 		}
 	})
 
 	t.Run("bootstrap.json too new", func(t *testing.T) {
 		dir := t.TempDir()
-		write(t, dir, File, `{"version":4,"address":"unix:///run/s/abc","protocol":"ttrpc"}`)
+		write(t, dir, layout.FileBootstrap, `{"version":4,"address":"unix:///run/s/abc","protocol":"ttrpc"}`)
 		if _, _, err := Read(dir); !errors.Is(err, errdefs.ErrNotImplemented) {
 			t.Fatalf("got %v, want ErrNotImplemented", err)
 		}
@@ -302,10 +303,10 @@ func TestRead(t *testing.T) {
 		dir := t.TempDir()
 		// A directory in its place: a read error that is not ENOENT must
 		// not fall back to the legacy file.
-		if err := os.Mkdir(filepath.Join(dir, File), 0o700); err != nil {
+		if err := os.Mkdir(filepath.Join(dir, layout.FileBootstrap), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		write(t, dir, AddressFile, "unix:///run/old.sock")
+		write(t, dir, layout.FileAddress, "unix:///run/old.sock")
 		if _, _, err := Read(dir); err == nil {
 			t.Fatal("expected an error")
 		}
@@ -334,7 +335,7 @@ func TestWrite(t *testing.T) {
 	if err := Write(dir, params); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, File)
+	path := filepath.Join(dir, layout.FileBootstrap)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -393,12 +394,12 @@ func TestWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Name() != File {
+	if len(entries) != 1 || entries[0].Name() != layout.FileBootstrap {
 		var n []string
 		for _, e := range entries {
 			n = append(n, e.Name())
 		}
-		t.Fatalf("dir holds %v, want only %s", n, File)
+		t.Fatalf("dir holds %v, want only %s", n, layout.FileBootstrap)
 	}
 	got, _, err = Read(dir)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/containerd/v2/core/mount"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // BundlePaths names the on-disk state of one shim: the bundle in the state
@@ -45,7 +47,7 @@ func DeleteBundle(p BundlePaths) error {
 	if fi, err := os.Lstat(bundle); err == nil && fi.IsDir() {
 		// Only a real directory is unmounted; a rootfs that is a symlink is
 		// removed as a link with the bundle and never followed.
-		rootfs := filepath.Join(bundle, "rootfs")
+		rootfs := layout.BundleFile(bundle, layout.DirRootfs)
 		if fi, err := os.Lstat(rootfs); err == nil && fi.IsDir() {
 			if err := mount.UnmountRecursive(rootfs, 0); err != nil {
 				return fmt.Errorf("unmount rootfs %s: %w", rootfs, err)

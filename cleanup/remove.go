@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // Within reports whether path is strictly inside dir once both are cleaned.
@@ -98,10 +100,10 @@ func AtomicRemove(dir, path string) error {
 	}
 	path = filepath.Clean(path)
 	base := filepath.Base(path)
-	if strings.HasPrefix(base, ".") {
+	if layout.Hidden(base) {
 		return Remove(dir, path)
 	}
-	hidden := filepath.Join(filepath.Dir(path), "."+base)
+	hidden := layout.PendingRemoval(path)
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -147,7 +149,7 @@ func FinishPending(dir, parent string) ([]string, error) {
 	for _, e := range entries {
 		name := e.Name()
 		// Only directories: AtomicRemove renames nothing else.
-		if len(name) < 2 || name[0] != '.' || name == ".." || !e.IsDir() {
+		if !layout.IsPendingRemoval(name) || !e.IsDir() {
 			continue
 		}
 		if err := Remove(dir, filepath.Join(parent, name)); err != nil {

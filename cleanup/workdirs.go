@@ -5,7 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // namespaceDirs lists the namespace dirs directly below dir: real
@@ -21,7 +22,7 @@ func namespaceDirs(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		if e.IsDir() && !layout.Hidden(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}
@@ -48,7 +49,7 @@ func OrphanWorkDirs(stateDir, rootDir string) ([]string, error) {
 		}
 		for _, e := range entries {
 			id := e.Name()
-			if strings.HasPrefix(id, ".") {
+			if layout.Hidden(id) {
 				continue
 			}
 			_, err := os.Lstat(filepath.Join(stateDir, ns, id))

@@ -20,9 +20,11 @@ import (
 	"time"
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/ttrpc"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -510,7 +512,7 @@ func recSimulateReboot(t testing.TB, d *Daemon, wipeRun bool) {
 			}
 		}
 	}
-	bootFile := filepath.Join(d.Root, taskPluginDir, loader.BootIDFile)
+	bootFile := filepath.Join(d.Root, taskPluginDir, layout.BootIDFile)
 	old, err := os.ReadFile(bootFile)
 	if err != nil {
 		t.Fatalf("no boot id recorded by the previous start: %v", err)

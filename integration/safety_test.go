@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -82,7 +83,7 @@ func TestSafetyBootRecordIsNoProof(t *testing.T) {
 	if rep.BootID != newBoot {
 		t.Errorf("report boot id %q, want the simulated boot's %q", rep.BootID, newBoot)
 	}
-	if got := readTrimmedFile(t, filepath.Join(d.Root, taskPluginDir, loader.BootIDFile)); got != newBoot {
+	if got := readTrimmedFile(t, filepath.Join(d.Root, taskPluginDir, layout.BootIDFile)); got != newBoot {
 		t.Errorf("boot id record after the pass: %q, want %q", got, newBoot)
 	}
 	for id := range before {

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/core/sandbox"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
 )
 
@@ -107,7 +108,7 @@ func waitReportIn(t testing.TB, d *Daemon, pluginDir string, since time.Time, ch
 		return ""
 	})
 	if msg != "" {
-		data, _ := os.ReadFile(filepath.Join(d.State, pluginDir, loader.ReportFile))
+		data, _ := os.ReadFile(filepath.Join(d.State, pluginDir, layout.ReportFile))
 		t.Fatalf("recovery report of %s: %s\nreport:\n%s\n%s", pluginDir, msg, data, d.logTail(40))
 	}
 	return rep

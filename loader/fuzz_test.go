@@ -1,8 +1,6 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +20,8 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 
+	"github.com/shimkeeper/shimkeeper/layout"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
 
@@ -135,7 +135,7 @@ func checkFuzzObservation(t *testing.T, fx *fixture, k string, s *scanned, probe
 		t.Errorf("%q: empty %v, want %v", k, o.Empty, empty)
 	}
 	bundle := valid && !empty
-	if joined := bundle && slices.Contains(names, manager.FileSandbox); o.Joined != joined {
+	if joined := bundle && slices.Contains(names, layout.FileSandbox); o.Joined != joined {
 		t.Errorf("%q: joined %v, want %v", k, o.Joined, joined)
 	}
 	if o.Rebooted != rebooted {
@@ -255,8 +255,8 @@ const (
 var (
 	fuzzNamespaces = []string{"default", "k8s.io", "bad..ns", ".dot", "moby"}
 	fuzzFileNames  = []string{
-		manager.FileBootstrap, manager.FileAddress, manager.FileBinaryPath, manager.FileSandbox,
-		"config.json", manager.FileLog, manager.DirRootfs, manager.FileWork, "junk", ".hidden",
+		layout.FileBootstrap, layout.FileAddress, layout.FileBinaryPath, layout.FileSandbox,
+		"config.json", layout.FileLog, layout.DirRootfs, layout.FileWork, "junk", ".hidden",
 	}
 )
 

@@ -1,8 +1,6 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,7 +10,8 @@ import (
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 
-	"github.com/shimkeeper/shimkeeper/manager"
+	"github.com/shimkeeper/shimkeeper/layout"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/proc"
 )
 
@@ -61,7 +60,7 @@ func shimProcess(ps *procSource, s *scanned, candidates []*bootapi.BootstrapResu
 	}
 	ids := []string{s.obs.ID}
 	if s.obs.Joined {
-		if sb, err := readSmallRegular(filepath.Join(s.bundle.Path, manager.FileSandbox)); err == nil {
+		if sb, err := readSmallRegular(filepath.Join(s.bundle.Path, layout.FileSandbox)); err == nil {
 			ids = append(ids, sb)
 		}
 	}
@@ -75,7 +74,7 @@ func shimProcess(ps *procSource, s *scanned, candidates []*bootapi.BootstrapResu
 // initProcess reports whether the pid in the bundle's init.pid (the
 // task's first process, written by the runc shim) is alive.
 func initProcess(s *scanned) lifecycle.Presence {
-	text, err := readSmallRegular(filepath.Join(s.bundle.Path, manager.FileInitPid))
+	text, err := readSmallRegular(filepath.Join(s.bundle.Path, layout.FileInitPid))
 	if err != nil {
 		return lifecycle.PresenceUnknown
 	}

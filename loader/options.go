@@ -2,9 +2,10 @@ package loader
 
 import (
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // Options configure a recovery pass.
@@ -74,7 +75,7 @@ func (o Options) withDefaults() Options {
 // the one recorded by the last pass (a reboot in between).
 func bootState(o Options) (bootID string, rebooted bool) {
 	bootID = readTrimmed(o.BootIDPath)
-	last := readTrimmed(filepath.Join(o.RootDir, BootIDFile))
+	last := readTrimmed(layout.BootIDPath(o.RootDir))
 	return bootID, bootID != "" && last != "" && bootID != last
 }
 

@@ -2,20 +2,16 @@ package loader
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/containerd/log"
 
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
-
-// BootIDFile, in the plugin's root dir (which survives reboots), holds the
-// boot id of the last recovery.
-const BootIDFile = "shimkeeper-boot-id"
 
 // Recovery is one pass over one plugin's state dir. Run returns once the
 // shims found on disk are registered as pending; judging them (probe,
@@ -74,7 +70,7 @@ func run(ctx context.Context, act Actuator, opts Options, start time.Time) *Reco
 	bctx := log.WithLogger(context.WithoutCancel(ctx), log.G(ctx))
 	r := &Recovery{
 		act: act, opts: opts, start: start,
-		rep:         newReport(filepath.Join(opts.StateDir, ReportFile)),
+		rep:         newReport(layout.ReportPath(opts.StateDir)),
 		judged:      make(chan struct{}),
 		cleanupOpen: make(chan struct{}),
 		removals:    make(chan struct{}, max(1, min(opts.Concurrency, maxRemovals()))),
@@ -89,7 +85,7 @@ func run(ctx context.Context, act Actuator, opts Options, start time.Time) *Reco
 	// nothing (a stock daemon does not update it); it only lets the
 	// report say that the boot changed.
 	if bootID != "" {
-		if err := writeFileAtomic(filepath.Join(opts.RootDir, BootIDFile), []byte(bootID+"\n")); err != nil {
+		if err := layout.WriteFileAtomic(layout.BootIDPath(opts.RootDir), []byte(bootID+"\n"), 0o644); err != nil {
 			log.G(ctx).WithError(err).Error("failed to record boot id")
 			r.rep.update(func(rp *Report) { rp.Errors = append(rp.Errors, "record boot id: "+err.Error()) })
 		}

@@ -5,18 +5,15 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/containerd/log"
 
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 )
-
-// ReportFile is the name of the report in the plugin's state dir.
-const ReportFile = "shimkeeper-recovery.json"
 
 // Entry is what recovery saw, decided and did for one bundle.
 type Entry struct {
@@ -162,12 +159,12 @@ func (rp *report) write() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(rp.path, append(data, '\n'))
+	return layout.WriteFileAtomic(rp.path, append(data, '\n'), 0o644)
 }
 
 // ReadReport reads a report written by a recovery pass.
 func ReadReport(stateDir string) (*Report, error) {
-	data, err := os.ReadFile(filepath.Join(stateDir, ReportFile))
+	data, err := os.ReadFile(layout.ReportPath(stateDir))
 	if err != nil {
 		return nil, err
 	}

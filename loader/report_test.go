@@ -1,14 +1,15 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/layout"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 )
 
 // A report written by a pass reads back as the same values: integration
@@ -16,7 +17,7 @@ import (
 func TestReportRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
-	rp := &report{path: filepath.Join(dir, ReportFile)}
+	rp := &report{path: filepath.Join(dir, layout.ReportFile)}
 	obs := lifecycle.Observation{
 		Namespace: "default", ID: "c1", Kind: lifecycle.KindDir, ValidName: true, Joined: true,
 		Runtime: lifecycle.PresenceAbsent, Container: lifecycle.PresenceFound, Sandbox: lifecycle.PresenceUnknown,

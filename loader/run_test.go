@@ -1,8 +1,6 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
 	"context"
 	"net"
 	"os"
@@ -24,6 +22,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/layout"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
 
@@ -296,7 +296,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if got := adopt.calls.list(); strings.Join(got, ",") != "Connect adopt,State adopt" {
 		t.Errorf("adopted shim got %q; recovery must only probe it", got)
 	}
-	if data, err := os.ReadFile(filepath.Join(f.root, BootIDFile)); err != nil || string(data) != "boot-1\n" {
+	if data, err := os.ReadFile(filepath.Join(f.root, layout.BootIDFile)); err != nil || string(data) != "boot-1\n" {
 		t.Errorf("boot id recorded: %q, %v", data, err)
 	}
 

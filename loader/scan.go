@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
@@ -86,7 +86,7 @@ func list(o scanOptions) ([]*scanned, []string) {
 	var entries []*scanned
 	for _, nse := range nsEntries {
 		ns := nse.Name()
-		if strings.HasPrefix(ns, ".") || !nse.IsDir() {
+		if layout.Hidden(ns) || !nse.IsDir() {
 			continue
 		}
 		nsDir := filepath.Join(o.stateDir, ns)
@@ -97,7 +97,7 @@ func list(o scanOptions) ([]*scanned, []string) {
 		}
 		for _, e := range list {
 			id := e.Name()
-			if strings.HasPrefix(id, ".") {
+			if layout.Hidden(id) {
 				continue // pending atomic removal; finished by the work-dir pass
 			}
 			entries = append(entries, &scanned{
@@ -173,14 +173,14 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	if obs.Empty {
 		return
 	}
-	obs.Joined = slices.Contains(names, manager.FileSandbox)
+	obs.Joined = slices.Contains(names, layout.FileSandbox)
 
 	c, cerr := env.Containers().Get(ctx, obs.ID)
 	obs.Container = presence(c, cerr)
 	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
 
 	obs.Runtime = lifecycle.PresenceUnknown
-	if err := regularOrAbsent(filepath.Join(path, manager.FileBinaryPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := regularOrAbsent(filepath.Join(path, layout.FileBinaryPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// RuntimeName reads the file: a FIFO would block it for ever.
 		s.note("runtime: " + err.Error())
 	} else if name, found, err := env.RuntimeName(s.bundle, c, cerr); err != nil {
@@ -277,9 +277,9 @@ func (s *scanned) note(n string) { s.notes = append(s.notes, n) }
 // and one that is a symlink would lead it out of the bundle (to
 // /dev/zero, say). Either counts as no usable bootstrap.
 func readBootstrap(bundle string) (*bootapi.BootstrapResult, bootstrap.Form, error) {
-	err := regularOrAbsent(filepath.Join(bundle, manager.FileBootstrap))
+	err := regularOrAbsent(filepath.Join(bundle, layout.FileBootstrap))
 	if errors.Is(err, fs.ErrNotExist) {
-		err = regularOrAbsent(filepath.Join(bundle, manager.FileAddress))
+		err = regularOrAbsent(filepath.Join(bundle, layout.FileAddress))
 	}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, bootstrap.FormOther, err

@@ -1,8 +1,6 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +18,8 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
 
+	"github.com/shimkeeper/shimkeeper/layout"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
 
@@ -346,7 +346,7 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	want["bad..ns/c1"] = wantEntry{obs: lifecycle.Observation{Kind: lifecycle.KindDir}}
 	// Top-level entries that are not namespace dirs are not looked into.
 	f.bundle(".trash", "c1", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/trash","protocol":"ttrpc"}`})
-	f.make(ReportFile, `file:{"entries":[]}`)
+	f.make(layout.ReportFile, `file:{"entries":[]}`)
 	f.make("nsfile", "file:x")
 	if err := os.MkdirAll(filepath.Join(f.outside, "c9"), 0o700); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
 
@@ -84,7 +85,7 @@ func TestRunWritesBackNegotiatedBootstrap(t *testing.T) {
 		if sh.Version() != 2 {
 			t.Errorf("%s: speaks task API v%d, want v2", id, sh.Version())
 		}
-		data, err := os.ReadFile(filepath.Join(f.state, "default", id, manager.FileBootstrap))
+		data, err := os.ReadFile(filepath.Join(f.state, "default", id, layout.FileBootstrap))
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}

@@ -16,21 +16,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
-	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/cleanup"
-)
-
-// Names of the files in a bundle that containerd itself reads or writes.
-const (
-	FileBootstrap  = bootstrap.File
-	FileAddress    = bootstrap.AddressFile // written by 1.x-era shims only
-	FileBinaryPath = "shim-binary-path"
-	FileSandbox    = "sandbox"
-	FileLog        = "log"
-	FileWork       = "work"
-	// FileInitPid is written by the runc shim: its task's first process.
-	FileInitPid = "init.pid"
-	DirRootfs   = "rootfs"
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // Bundle is the on-disk state of one shim: <state>/<ns>/<id>, with its work
@@ -113,7 +100,7 @@ func NewBundle(ctx context.Context, stateDir, rootDir, id string, spec typeurl.A
 	if err := os.MkdirAll(filepath.Dir(work), 0o711); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(b.Path, DirRootfs), 0o711); err != nil {
+	if err := os.MkdirAll(filepath.Join(b.Path, layout.DirRootfs), 0o711); err != nil {
 		return nil, err
 	}
 	if err := os.Mkdir(work, 0o711); err != nil {
@@ -128,7 +115,7 @@ func NewBundle(ctx context.Context, stateDir, rootDir, id string, spec typeurl.A
 		}
 	}
 	created = append(created, work)
-	if err := os.Symlink(work, filepath.Join(b.Path, FileWork)); err != nil {
+	if err := os.Symlink(work, filepath.Join(b.Path, layout.FileWork)); err != nil {
 		return nil, err
 	}
 	// Some sandboxers send no spec.

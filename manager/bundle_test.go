@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf/types"
 
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 const testNS = "testns"
@@ -119,24 +120,24 @@ func TestNewBundleLayout(t *testing.T) {
 			requireMode(t, filepath.Join(state, testNS), dirMode(0o711))
 			requireMode(t, filepath.Join(root, testNS), dirMode(0o711))
 			requireMode(t, bundle, dirMode(0o700))
-			requireMode(t, filepath.Join(bundle, DirRootfs), dirMode(0o711))
+			requireMode(t, filepath.Join(bundle, layout.DirRootfs), dirMode(0o711))
 			requireMode(t, work, dirMode(0o711))
 
 			// Exactly these entries, nothing else (no log, no
 			// bootstrap.json: those belong to start).
-			requireNames(t, bundle, oci.ConfigFilename, DirRootfs, FileWork)
-			requireNames(t, filepath.Join(bundle, DirRootfs))
+			requireNames(t, bundle, oci.ConfigFilename, layout.DirRootfs, layout.FileWork)
+			requireNames(t, filepath.Join(bundle, layout.DirRootfs))
 			requireNames(t, work)
 
 			// work is a symlink to the absolute work dir.
-			fi, err := os.Lstat(filepath.Join(bundle, FileWork))
+			fi, err := os.Lstat(filepath.Join(bundle, layout.FileWork))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if fi.Mode()&fs.ModeSymlink == 0 {
 				t.Fatalf("work is %v, not a symlink", fi.Mode())
 			}
-			target, err := os.Readlink(filepath.Join(bundle, FileWork))
+			target, err := os.Readlink(filepath.Join(bundle, layout.FileWork))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -167,7 +168,7 @@ func TestNewBundleSpecForms(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		requireNames(t, b.Path, DirRootfs, FileWork)
+		requireNames(t, b.Path, layout.DirRootfs, layout.FileWork)
 	})
 
 	t.Run("spec without value writes no config.json", func(t *testing.T) {
@@ -178,7 +179,7 @@ func TestNewBundleSpecForms(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		requireNames(t, b.Path, DirRootfs, FileWork)
+		requireNames(t, b.Path, layout.DirRootfs, layout.FileWork)
 	})
 
 	// Only an OCI spec is inspected for user namespaces; any other value
@@ -400,7 +401,7 @@ func TestBundleDelete(t *testing.T) {
 	t.Run("work link pointing outside is not followed", func(t *testing.T) {
 		b, state, root := newB(t)
 		target, check := testshim.Canary(t)
-		link := filepath.Join(b.Path, FileWork)
+		link := filepath.Join(b.Path, layout.FileWork)
 		if err := os.Remove(link); err != nil {
 			t.Fatal(err)
 		}
@@ -420,7 +421,7 @@ func TestBundleDelete(t *testing.T) {
 	t.Run("rootfs symlink pointing outside is not followed", func(t *testing.T) {
 		b, state, _ := newB(t)
 		target, check := testshim.Canary(t)
-		rootfs := filepath.Join(b.Path, DirRootfs)
+		rootfs := filepath.Join(b.Path, layout.DirRootfs)
 		if err := os.Remove(rootfs); err != nil {
 			t.Fatal(err)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/gates"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/proc"
 	"github.com/shimkeeper/shimkeeper/shimbin"
 )
@@ -217,7 +218,7 @@ func (m *Manager) joinParams(ctx context.Context, id string, opts runtime.Create
 // joinSandbox connects the task to its sandbox's shim: no `start` runs and
 // no shim-binary-path is written; sandbox and bootstrap.json are.
 func (m *Manager) joinSandbox(ctx context.Context, b *Bundle, opts runtime.CreateOpts, params *bootapi.BootstrapResult) (*Shim, error) {
-	if err := os.WriteFile(filepath.Join(b.Path, FileSandbox), []byte(opts.SandboxID), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(b.Path, layout.FileSandbox), []byte(opts.SandboxID), 0o600); err != nil {
 		return nil, err
 	}
 	if err := bootstrap.Write(b.Path, params); err != nil {
@@ -282,7 +283,7 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 		return nil, fmt.Errorf("start failed: %w", err)
 	}
 	started = true
-	if err := os.WriteFile(filepath.Join(b.Path, FileBinaryPath), []byte(runtimePath), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(b.Path, layout.FileBinaryPath), []byte(runtimePath), 0o600); err != nil {
 		return nil, err
 	}
 	s := newShim(b, bin, params)

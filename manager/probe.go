@@ -16,10 +16,9 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"github.com/containerd/containerd/v2/core/containers"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/pkg/shim"
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/shimbin"
 )
@@ -29,12 +28,12 @@ import (
 // and cerr are the caller's lookup of the bundle's container record. found
 // is false when neither names one.
 func (m *Manager) RuntimeName(b *Bundle, c containers.Container, cerr error) (name string, found bool, err error) {
-	data, err := os.ReadFile(filepath.Join(b.Path, FileBinaryPath))
+	data, err := os.ReadFile(filepath.Join(b.Path, layout.FileBinaryPath))
 	if name := strings.TrimSpace(string(data)); err == nil && name != "" {
 		return name, true, nil
 	}
 	if err != nil && !os.IsNotExist(err) {
-		return "", false, fmt.Errorf("read %s: %w", FileBinaryPath, err)
+		return "", false, fmt.Errorf("read %s: %w", layout.FileBinaryPath, err)
 	}
 	if errdefs.IsNotFound(cerr) {
 		return "", false, nil
@@ -50,7 +49,7 @@ func (m *Manager) RuntimeName(b *Bundle, c containers.Container, cerr error) (na
 // grpc-address/ns/id>. It lets recovery find a shim whose bootstrap.json
 // was never written (containerd crashed right after `shim start`).
 func (m *Manager) DefaultAddress(ctx context.Context, b *Bundle) (string, error) {
-	return shim.CreateSocketAddress(namespaces.WithNamespace(ctx, b.Namespace), m.cfg.SocketDir, m.cfg.Address, b.ID, false)
+	return layout.ShimSocketAddress(m.cfg.SocketDir, m.cfg.Address, b.Namespace, b.ID, false), nil
 }
 
 // ProbeResult is what a probe learned. Shim is connected (unarmed, not
@@ -143,5 +142,5 @@ func (m *Manager) binaryFor(b *Bundle, runtimePath string) *shimbin.Binary {
 }
 
 func debugAddress(ctx context.Context, m *Manager, b *Bundle) (string, error) {
-	return shim.CreateSocketAddress(namespaces.WithNamespace(ctx, b.Namespace), m.cfg.SocketDir, m.cfg.Address, b.ID, true)
+	return layout.ShimSocketAddress(m.cfg.SocketDir, m.cfg.Address, b.Namespace, b.ID, true), nil
 }

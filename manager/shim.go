@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/shimbin"
 	"github.com/shimkeeper/shimkeeper/shimconn"
 	"github.com/shimkeeper/shimkeeper/taskapi"
@@ -167,7 +168,7 @@ func (s *Shim) stopLogs() {
 // shim writes there to containerd's stderr until stop is called. A FIFO
 // that is never read blocks the shim once the pipe buffer fills.
 func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
-	f, err := fifo.OpenFifo(ctx, filepath.Join(bundle, FileLog), unix.O_RDWR|unix.O_CREAT|unix.O_NONBLOCK, 0o700)
+	f, err := fifo.OpenFifo(ctx, filepath.Join(bundle, layout.FileLog), unix.O_RDWR|unix.O_CREAT|unix.O_NONBLOCK, 0o700)
 	if err != nil {
 		return nil, fmt.Errorf("open shim log pipe: %w", err)
 	}

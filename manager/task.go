@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 	ptypes "github.com/containerd/containerd/v2/pkg/protobuf/types"
 
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
@@ -111,7 +112,7 @@ func (t *Task) applyRootfsDiff(ctx context.Context, checkpoint string) error {
 		return fmt.Errorf("failed to decompress archive %s for import: %w", path, err)
 	}
 	defer r.Close()
-	rootfs := filepath.Join(t.Bundle(), DirRootfs)
+	rootfs := filepath.Join(t.Bundle(), layout.DirRootfs)
 	if _, err := archive.Apply(ctx, rootfs, r); err != nil {
 		return fmt.Errorf("unpacking of rootfs-diff archive %s into %s failed: %w", path, rootfs, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -19,6 +18,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/protobuf"
 
 	"github.com/shimkeeper/shimkeeper/cleanup"
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/proc"
 	"github.com/shimkeeper/shimkeeper/shimbin"
 )
@@ -330,7 +330,7 @@ func (m *Manager) RemoveSocket(ctx context.Context, b *Bundle, address string) e
 	}
 	var errs []error
 	for _, a := range candidates {
-		p, ok := strings.CutPrefix(a, "unix://")
+		p, ok := layout.SocketPath(a)
 		if !ok || !cleanup.Within(m.cfg.SocketDir, p) {
 			continue // abstract, or not in the socket dir at all
 		}

@@ -7,14 +7,9 @@ import (
 
 	gometrics "github.com/docker/go-metrics"
 
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/loader"
-)
-
-// Plugin state dir names and the plugin label each gets.
-const (
-	taskDir    = "io.containerd.runtime.v2.task"
-	sandboxDir = "io.containerd.sandbox.controller.v1.shim"
 )
 
 // probeBuckets span a local ttrpc round trip (well under a millisecond)
@@ -92,9 +87,9 @@ func Default() *Observer {
 // "sandbox", or else the dir's base name.
 func PluginLabel(stateDir string) string {
 	switch base := filepath.Base(stateDir); base {
-	case taskDir:
+	case layout.TaskPluginDir:
 		return "task"
-	case sandboxDir:
+	case layout.SandboxPluginDir:
 		return "sandbox"
 	default:
 		return base

@@ -24,6 +24,8 @@ import (
 
 	task "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/ttrpc"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 func main() {
@@ -39,7 +41,7 @@ func main() {
 		fail(err)
 	}
 	for _, ns := range nss {
-		if !ns.IsDir() || strings.HasPrefix(ns.Name(), ".") {
+		if !ns.IsDir() || layout.Hidden(ns.Name()) {
 			continue
 		}
 		ids, err := os.ReadDir(filepath.Join(*state, ns.Name()))
@@ -47,7 +49,7 @@ func main() {
 			fail(err)
 		}
 		for _, id := range ids {
-			if id.IsDir() && !strings.HasPrefix(id.Name(), ".") {
+			if id.IsDir() && !layout.Hidden(id.Name()) {
 				bundles = append(bundles, filepath.Join(*state, ns.Name(), id.Name()))
 			}
 		}
@@ -77,7 +79,7 @@ func main() {
 }
 
 func connect(bundle string, timeout time.Duration) error {
-	data, err := os.ReadFile(filepath.Join(bundle, "bootstrap.json"))
+	data, err := os.ReadFile(layout.BundleFile(bundle, layout.FileBootstrap))
 	if err != nil {
 		return err
 	}

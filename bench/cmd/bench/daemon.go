@@ -24,6 +24,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 const (
@@ -514,7 +516,7 @@ func exists(p string) bool {
 }
 
 func (b *bench) bundle(id string) string {
-	return filepath.Join(b.state, "io.containerd.runtime.v2.task", namespace, id)
+	return layout.BundleDir(layout.PluginDir(b.state, layout.TaskPluginDir), namespace, id)
 }
 
 func (b *bench) printMachine() {

@@ -167,7 +167,7 @@ func (b *bench) checkRunc(d *daemon, pids map[string]uint32, r *runResult) {
 	}
 	if d.name == "ours" {
 		if rep, err := readReport(b.state); err == nil {
-			r.recoveryReady, r.recoveryJudged = rep.ReadyMS, rep.JudgedMS
+			r.recoveryReady, r.recoveryJudged = millis(rep.Ready), millis(rep.Judged)
 		}
 	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/shimkeeper/shimkeeper/bench/synthctl"
+	"github.com/shimkeeper/shimkeeper/layout"
+	"github.com/shimkeeper/shimkeeper/loader"
 )
 
 // exitedStatus is the exit status of the exited synthetic tasks.
@@ -296,7 +298,7 @@ func (b *bench) checkSynth(d *daemon, p *population, synthPID int, r *runResult)
 		}
 		if d.name == "ours" {
 			rep, err := readReport(b.state)
-			done = done && err == nil && rep.Finished != ""
+			done = done && err == nil && !rep.Finished.IsZero()
 		}
 		if done {
 			break
@@ -376,14 +378,14 @@ func (b *bench) checkSynth(d *daemon, p *population, synthPID int, r *runResult)
 	}
 	if d.name == "ours" {
 		// Keep the report with the logs.
-		_ = copyFile(filepath.Join(b.state, "io.containerd.runtime.v2.task", "shimkeeper-recovery.json"),
+		_ = copyFile(layout.ReportPath(layout.PluginDir(b.state, layout.TaskPluginDir)),
 			strings.TrimSuffix(d.log, ".log")+".recovery.json", 0o644)
 		rep, err := readReport(b.state)
 		if err != nil {
 			r.fail("recovery report: %v", err)
 			return
 		}
-		r.recoveryReady, r.recoveryJudged = rep.ReadyMS, rep.JudgedMS
+		r.recoveryReady, r.recoveryJudged = millis(rep.Ready), millis(rep.Judged)
 		n := map[string]int{}
 		for _, e := range p.manifest {
 			n[e.Mode]++
@@ -405,26 +407,14 @@ func (b *bench) checkSynth(d *daemon, p *population, synthPID int, r *runResult)
 	}
 }
 
-// recoveryReport is the part of our recovery report the bench reads.
-type recoveryReport struct {
-	ReadyMS  float64        `json:"ready_ms"`
-	JudgedMS float64        `json:"judged_ms"`
-	Finished string         `json:"finished_at"`
-	Totals   map[string]int `json:"totals"`
-	Outcomes map[string]int `json:"outcomes"`
+// readReport reads our task runtime's recovery report below the daemon's
+// state dir.
+func readReport(state string) (*loader.Report, error) {
+	return loader.ReadReport(layout.PluginDir(state, layout.TaskPluginDir))
 }
 
-func readReport(state string) (*recoveryReport, error) {
-	data, err := os.ReadFile(filepath.Join(state, "io.containerd.runtime.v2.task", "shimkeeper-recovery.json"))
-	if err != nil {
-		return nil, err
-	}
-	var r recoveryReport
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
+// millis is a report's duration in milliseconds, as the bench prints them.
+func millis(d loader.Millis) float64 { return float64(time.Duration(d)) / float64(time.Millisecond) }
 
 // measureFloor runs the floor program over the live shims, at stock's
 // concurrency (2) and at our default (64).
@@ -438,7 +428,7 @@ func (b *bench) measureFloor(p *population) map[int][]time.Duration {
 	}
 	for _, conc := range []int{2, 64} {
 		for round := 1; round <= b.o.rounds; round++ {
-			cmd := exec.Command(filepath.Join(b.o.tools, "floor"), "-state", filepath.Join(b.state, "io.containerd.runtime.v2.task"), "-c", fmt.Sprint(conc))
+			cmd := exec.Command(filepath.Join(b.o.tools, "floor"), "-state", layout.PluginDir(b.state, layout.TaskPluginDir), "-c", fmt.Sprint(conc))
 			start := time.Now()
 			o, err := cmd.CombinedOutput()
 			el := time.Since(start)
