@@ -86,15 +86,42 @@ type criEnv struct {
 	registryStdin  io.Closer
 	registryExited chan struct{}
 
+	// Runtimes are the CRI runtime handlers configured besides the
+	// default "runc" (withCRIRuntime).
+	Runtimes []criRuntime
+
 	mu     sync.Mutex
 	podIDs map[string]bool // every pod sandbox id seen, for the CNI cache check
 }
 
+// criRuntime is a CRI runtime handler running the runc shim.
+type criRuntime struct {
+	Name      string
+	Sandboxer string // CRI's sandboxer for its pods: "" (podsandbox, CRI's default) or "shim"
+}
+
 // withCRI enables CRI on the daemon (see criEnv).
-func withCRI() daemonOption { return func(d *Daemon) { d.cri = &criEnv{podIDs: map[string]bool{}} } }
+func withCRI() daemonOption {
+	return func(d *Daemon) {
+		if d.cri == nil {
+			d.cri = &criEnv{podIDs: map[string]bool{}}
+		}
+	}
+}
+
+// withCRIRuntime enables CRI and adds a runtime handler name, running the
+// runc shim like the default one, whose pods CRI runs with sandboxer.
+func withCRIRuntime(name, sandboxer string) daemonOption {
+	return func(d *Daemon) {
+		withCRI()(d)
+		d.cri.Runtimes = append(d.cri.Runtimes, criRuntime{Name: name, Sandboxer: sandboxer})
+	}
+}
 
 // newCRIDaemon starts a CRI-enabled daemon.
-func newCRIDaemon(t *testing.T) *Daemon { return newDaemon(t, withCRI()) }
+func newCRIDaemon(t *testing.T, opts ...daemonOption) *Daemon {
+	return newDaemon(t, append([]daemonOption{withCRI()}, opts...)...)
+}
 
 func (c *criEnv) requireBinaries(t testing.TB) {
 	t.Helper()
@@ -259,9 +286,14 @@ func (c *criEnv) config(d *Daemon) string {
 	fmt.Fprintf(&b, "  [plugins.%q.cni]\n    bin_dirs = [%q]\n    conf_dir = %q\n    max_conf_num = 1\n",
 		rt, bin("cni"), c.CNIConfDir)
 	fmt.Fprintf(&b, "  [plugins.%q.containerd]\n    default_runtime_name = \"runc\"\n", rt)
-	fmt.Fprintf(&b, "    [plugins.%q.containerd.runtimes.runc]\n      runtime_type = \"io.containerd.runc.v2\"\n", rt)
-	fmt.Fprintf(&b, "      [plugins.%q.containerd.runtimes.runc.options]\n", rt)
-	fmt.Fprintf(&b, "        BinaryName = %q\n        Root = %q\n        SystemdCgroup = false\n", bin("runc"), d.RuncRoot)
+	for _, r := range append([]criRuntime{{Name: "runc"}}, c.Runtimes...) {
+		fmt.Fprintf(&b, "    [plugins.%q.containerd.runtimes.%s]\n      runtime_type = \"io.containerd.runc.v2\"\n", rt, r.Name)
+		if r.Sandboxer != "" {
+			fmt.Fprintf(&b, "      sandboxer = %q\n", r.Sandboxer)
+		}
+		fmt.Fprintf(&b, "      [plugins.%q.containerd.runtimes.%s.options]\n", rt, r.Name)
+		fmt.Fprintf(&b, "        BinaryName = %q\n        Root = %q\n        SystemdCgroup = false\n", bin("runc"), d.RuncRoot)
+	}
 	return b.String()
 }
 

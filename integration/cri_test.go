@@ -5,6 +5,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -46,8 +47,11 @@ type criPodStatus struct {
 // criContainerStatus is the part of `crictl inspect -o json` the tests read.
 type criContainerStatus struct {
 	Status struct {
-		ID    string `json:"id"`
-		State string `json:"state"`
+		ID         string `json:"id"`
+		State      string `json:"state"`
+		ExitCode   int    `json:"exitCode"`
+		Reason     string `json:"reason"`
+		FinishedAt string `json:"finishedAt"`
 	} `json:"status"`
 	Info struct {
 		SandboxID string `json:"sandboxID"`
@@ -65,10 +69,29 @@ type criImages struct {
 	} `json:"images"`
 }
 
-// criPod is a pod sandbox the test started, with its config file.
+// criPodSpec is what a test asks of a pod with one container.
+type criPodSpec struct {
+	Name        string
+	HostNetwork bool
+	Runtime     string            // CRI runtime handler (`crictl runp --runtime`), "" for the default
+	Command     []string          // the container's argv; nil: /bin/sleep 3600
+	Mounts      map[string]string // container path → host path, bind-mounted into the container
+}
+
+func (s criPodSpec) command() []string {
+	if s.Command == nil {
+		return []string{"/bin/sleep", "3600"}
+	}
+	return s.Command
+}
+
+// criPod is a pod sandbox the test started, with its config file and
+// its one container.
 type criPod struct {
 	ID     string
+	CID    string // the pod's container
 	Config string // pod config JSON, also passed to `crictl create`
+	Spec   criPodSpec
 }
 
 // writeCRIPodConfig writes a pod sandbox config: its cgroups go under the
@@ -95,9 +118,10 @@ func writeCRIPodConfig(t *testing.T, d *Daemon, name string, hostNetwork bool) s
 	return writeJSONFile(t, filepath.Join(d.cri.Dir, "pod-"+name+".json"), cfg)
 }
 
-// writeCRIContainerConfig writes a container config running argv from the
-// toybox image.
-func writeCRIContainerConfig(t *testing.T, d *Daemon, name string, argv ...string) string {
+// writeCRIContainerConfig writes a container config (file named after the
+// pod and the container) running argv from the toybox image, with mounts
+// (container path → host path).
+func writeCRIContainerConfig(t *testing.T, d *Daemon, podName, name string, mounts map[string]string, argv ...string) string {
 	t.Helper()
 	cfg := map[string]any{
 		"metadata": map[string]any{"name": name},
@@ -106,7 +130,14 @@ func writeCRIContainerConfig(t *testing.T, d *Daemon, name string, argv ...strin
 		"log_path": name + ".log",
 		"linux":    map[string]any{},
 	}
-	return writeJSONFile(t, filepath.Join(d.cri.Dir, "container-"+name+".json"), cfg)
+	var ms []map[string]any
+	for _, ctrPath := range slices.Sorted(maps.Keys(mounts)) {
+		ms = append(ms, map[string]any{"container_path": ctrPath, "host_path": mounts[ctrPath]})
+	}
+	if ms != nil {
+		cfg["mounts"] = ms
+	}
+	return writeJSONFile(t, filepath.Join(d.cri.Dir, "container-"+podName+"-"+name+".json"), cfg)
 }
 
 func writeJSONFile(t *testing.T, path string, v any) string {
@@ -153,16 +184,97 @@ func pullCRIImages(t *testing.T, d *Daemon) {
 	}
 }
 
-// runCRIPod runs a pod and, in it, a started container sleeping.
-func runCRIPod(t *testing.T, d *Daemon, name string, hostNetwork bool) (criPod, string) {
+// runCRIPod runs a pod and, in it, a started container (sleeping unless
+// the spec says otherwise), and waits until the container is RUNNING.
+func runCRIPod(t *testing.T, d *Daemon, spec criPodSpec) criPod {
 	t.Helper()
-	pod := criPod{Config: writeCRIPodConfig(t, d, name, hostNetwork)}
-	pod.ID = strings.TrimSpace(d.mustCrictl("runp", pod.Config))
+	pod := criPod{Config: writeCRIPodConfig(t, d, spec.Name, spec.HostNetwork), Spec: spec}
+	runp := []string{"runp"}
+	if spec.Runtime != "" {
+		runp = append(runp, "--runtime", spec.Runtime)
+	}
+	pod.ID = strings.TrimSpace(d.mustCrictl(append(runp, pod.Config)...))
 	d.cri.notePod(pod.ID)
-	ctrConfig := writeCRIContainerConfig(t, d, "sleeper", "/bin/sleep", "3600")
-	cid := strings.TrimSpace(d.mustCrictl("create", pod.ID, ctrConfig, pod.Config))
-	d.mustCrictl("start", cid)
-	return pod, cid
+	ctrConfig := writeCRIContainerConfig(t, d, spec.Name, "sleeper", spec.Mounts, spec.command()...)
+	pod.CID = strings.TrimSpace(d.mustCrictl("create", pod.ID, ctrConfig, pod.Config))
+	d.mustCrictl("start", pod.CID)
+	waitCRIContainer(t, d, pod.CID, "CONTAINER_RUNNING")
+	return pod
+}
+
+// inspectCRIPod is `crictl inspectp` of id.
+func inspectCRIPod(t *testing.T, d *Daemon, id string) criPodStatus {
+	t.Helper()
+	var ps criPodStatus
+	d.mustCrictlJSON(&ps, "inspectp", "-o", "json", id)
+	return ps
+}
+
+// inspectCRIContainer is `crictl inspect` of cid.
+func inspectCRIContainer(t *testing.T, d *Daemon, cid string) criContainerStatus {
+	t.Helper()
+	var cs criContainerStatus
+	d.mustCrictlJSON(&cs, "inspect", "-o", "json", cid)
+	return cs
+}
+
+// waitCRIContainer waits until CRI reports cid in state and returns its status.
+func waitCRIContainer(t *testing.T, d *Daemon, cid, state string) criContainerStatus {
+	t.Helper()
+	var cs criContainerStatus
+	if msg := eventually(statusTimeout, func() string {
+		cs = inspectCRIContainer(t, d, cid)
+		if cs.Status.State != state {
+			return cs.Status.State
+		}
+		return ""
+	}); msg != "" {
+		t.Fatalf("container %s is %s, want %s", cid, msg, state)
+	}
+	return cs
+}
+
+// assertCRIListed checks that `crictl pods` lists just pods, each in
+// podState, and `crictl ps -a` just their containers, each in its pod and
+// in ctrState.
+func assertCRIListed(t *testing.T, d *Daemon, podState, ctrState string, pods ...criPod) {
+	t.Helper()
+	var list struct {
+		Items []struct {
+			ID    string `json:"id"`
+			State string `json:"state"`
+		} `json:"items"`
+	}
+	d.mustCrictlJSON(&list, "pods", "-o", "json")
+	var ctrs criContainerList
+	d.mustCrictlJSON(&ctrs, "ps", "-a", "-o", "json")
+	gotPods, wantPods := map[string]string{}, map[string]string{}
+	gotCtrs, wantCtrs := map[string]string{}, map[string]string{}
+	for _, p := range list.Items {
+		gotPods[p.ID] = p.State
+	}
+	for _, c := range ctrs.Containers {
+		gotCtrs[c.ID] = c.PodSandboxID + " " + c.State
+	}
+	for _, pod := range pods {
+		wantPods[pod.ID] = podState
+		wantCtrs[pod.CID] = pod.ID + " " + ctrState
+	}
+	if !maps.Equal(gotPods, wantPods) {
+		t.Errorf("crictl pods: %v, want %v", gotPods, wantPods)
+	}
+	if !maps.Equal(gotCtrs, wantCtrs) {
+		t.Errorf("crictl ps -a (container: pod state): %v, want %v", gotCtrs, wantCtrs)
+	}
+}
+
+// criContainerList is `crictl ps -o json`.
+type criContainerList struct {
+	Containers []struct {
+		ID           string `json:"id"`
+		PodSandboxID string `json:"podSandboxId"`
+		State        string `json:"state"`
+	} `json:"containers"`
 }
 
 // criSnapshot is what a restart must not change.
@@ -176,15 +288,15 @@ type criSnapshot struct {
 	Shims                     []int
 }
 
-// takeCRISnapshot reads the pod and the container through CRI and /proc,
-// and checks what holds whatever the moment: the container runs sleep
-// in the pod's network namespace, and is listed by `crictl ps`.
-func takeCRISnapshot(t *testing.T, d *Daemon, pod criPod, cid string, hostNetwork bool) criSnapshot {
+// takeCRISnapshot reads the pod and its container through CRI and /proc,
+// and checks what holds whatever the moment: the container runs its
+// command in the pod's network namespace, which is the host's only for a
+// host-network pod, and the pod has one shim, started for its sandbox id.
+func takeCRISnapshot(t *testing.T, d *Daemon, pod criPod) criSnapshot {
 	t.Helper()
-	var ps criPodStatus
-	d.mustCrictlJSON(&ps, "inspectp", "-o", "json", pod.ID)
-	var cs criContainerStatus
-	d.mustCrictlJSON(&cs, "inspect", "-o", "json", cid)
+	cid := pod.CID
+	ps := inspectCRIPod(t, d, pod.ID)
+	cs := inspectCRIContainer(t, d, cid)
 	s := criSnapshot{
 		PodState: ps.Status.State, PodIP: ps.Status.Network.IP, PausePID: ps.Info.Pid,
 		ContainerState: cs.Status.State, ContainerPID: cs.Info.Pid,
@@ -200,8 +312,8 @@ func takeCRISnapshot(t *testing.T, d *Daemon, pod criPod, cid string, hostNetwor
 	if p, ok := readProc(s.PausePID); !ok || !slices.Equal(p.Args(), []string{"/pause"}) {
 		t.Errorf("pause pid %d runs %q, want /pause", s.PausePID, p.Args())
 	}
-	if p, ok := readProc(s.ContainerPID); !ok || !slices.Equal(p.Args(), []string{"/bin/sleep", "3600"}) {
-		t.Errorf("container pid %d runs %q, want /bin/sleep 3600", s.ContainerPID, p.Args())
+	if p, ok := readProc(s.ContainerPID); !ok || !slices.Equal(p.Args(), pod.Spec.command()) {
+		t.Errorf("container pid %d runs %q, want %q", s.ContainerPID, p.Args(), pod.Spec.command())
 	}
 
 	s.PodNetNS = nsLink(t, s.PausePID, "net")
@@ -209,15 +321,12 @@ func takeCRISnapshot(t *testing.T, d *Daemon, pod criPod, cid string, hostNetwor
 		t.Errorf("container netns %s, pause netns %s: not the pod's", got, s.PodNetNS)
 	}
 	hostNetNS := nsLink(t, os.Getpid(), "net")
-	if hostNetwork {
+	if pod.Spec.HostNetwork {
 		if ps.Status.Linux.Namespaces.Options.Network != "NODE" {
 			t.Errorf("pod network namespace mode %q, want NODE", ps.Status.Linux.Namespaces.Options.Network)
 		}
 		if s.PodNetNS != hostNetNS {
 			t.Errorf("host-network pod in netns %s, host is %s", s.PodNetNS, hostNetNS)
-		}
-		if ns := dirEntries(filepath.Join(d.State, criPluginDir, "netns")); len(ns) > 0 {
-			t.Errorf("host-network pod has netns mounts: %v", ns)
 		}
 	} else {
 		if s.PodNetNS == hostNetNS {
@@ -227,30 +336,56 @@ func takeCRISnapshot(t *testing.T, d *Daemon, pod criPod, cid string, hostNetwor
 		if ip := net.ParseIP(s.PodIP); ip == nil || !subnet.Contains(ip) {
 			t.Errorf("pod ip %q not in %s", s.PodIP, criSubnet)
 		}
-		if ns := dirEntries(filepath.Join(d.State, criPluginDir, "netns")); len(ns) != 1 {
-			t.Errorf("netns mounts under state: %v, want one", ns)
-		}
-		if ports := dirEntries(filepath.Join("/sys/class/net", d.cri.Bridge, "brif")); len(ports) != 1 {
-			t.Errorf("ports on bridge %s: %v, want the pod's veth", d.cri.Bridge, ports)
-		}
 	}
-
-	var list struct {
-		Containers []struct {
-			ID           string `json:"id"`
-			PodSandboxID string `json:"podSandboxId"`
-			State        string `json:"state"`
-		} `json:"containers"`
+	s.Shims = podShims(d, pod.ID)
+	if len(s.Shims) != 1 {
+		t.Errorf("shims started for pod %s: %v, want one (CRI runs a pod's containers in its sandbox's shim)", pod.ID, s.Shims)
 	}
-	d.mustCrictlJSON(&list, "ps", "-o", "json")
-	if len(list.Containers) != 1 || list.Containers[0].ID != cid || list.Containers[0].PodSandboxID != pod.ID {
-		t.Errorf("crictl ps: %+v, want %s in %s", list.Containers, cid, pod.ID)
-	}
-	for _, p := range shimProcs(d.Address) {
-		s.Shims = append(s.Shims, p.PID)
-	}
-	slices.Sort(s.Shims)
 	return s
+}
+
+// podShims lists the pids of the shims started for sandbox id (`-id <id>`).
+func podShims(d *Daemon, id string) []int {
+	var pids []int
+	for _, p := range shimProcs(d.Address) {
+		if strings.Contains(p.Cmdline, "\x00-id\x00"+id+"\x00") {
+			pids = append(pids, p.PID)
+		}
+	}
+	return pids
+}
+
+// assertCRIPodSet checks what the running pods hold together: `crictl ps`
+// lists just their containers, each in its pod, the daemon runs one shim
+// per pod and no other, and each pod not on the host network has one
+// netns mount under CRI's state dir and one veth on the test's bridge.
+func assertCRIPodSet(t *testing.T, d *Daemon, pods ...criPod) {
+	t.Helper()
+	var list criContainerList
+	d.mustCrictlJSON(&list, "ps", "-o", "json")
+	got, want := map[string]string{}, map[string]string{}
+	for _, c := range list.Containers {
+		got[c.ID] = c.PodSandboxID
+	}
+	cniPods := 0
+	for _, pod := range pods {
+		want[pod.CID] = pod.ID
+		if !pod.Spec.HostNetwork {
+			cniPods++
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("crictl ps (container: pod): %v, want %v", got, want)
+	}
+	if shims := shimProcs(d.Address); len(shims) != len(pods) {
+		t.Errorf("%d shims run, want %d (one per pod): %v", len(shims), len(pods), shims)
+	}
+	if ns := dirEntries(filepath.Join(d.State, criPluginDir, "netns")); len(ns) != cniPods {
+		t.Errorf("netns mounts under state: %v, want %d (one per pod on the CNI network)", ns, cniPods)
+	}
+	if ports := dirEntries(filepath.Join("/sys/class/net", d.cri.Bridge, "brif")); len(ports) != cniPods {
+		t.Errorf("ports on bridge %s: %v, want %d (one veth per pod on the CNI network)", d.cri.Bridge, ports, cniPods)
+	}
 }
 
 // assertCRIExec runs a command in the container through ExecSync.
@@ -261,91 +396,165 @@ func assertCRIExec(t *testing.T, d *Daemon, cid string) {
 	}
 }
 
-// testCRIPodSurvivesRestart: pull, run a pod and a container, restart the
-// daemon with SIGTERM, and find the same pod and container, the same
-// processes (same pid and start time) and shims, still exec-able; then
-// stop and remove the pod, and find nothing left.
-func testCRIPodSurvivesRestart(t *testing.T, hostNetwork bool) {
-	d := newCRIDaemon(t)
-	pullCRIImages(t, d)
-	pod, cid := runCRIPod(t, d, "sk-pod", hostNetwork)
-	if msg := eventually(statusTimeout, func() string {
-		var cs criContainerStatus
-		d.mustCrictlJSON(&cs, "inspect", "-o", "json", cid)
-		if cs.Status.State != "CONTAINER_RUNNING" {
-			return cs.Status.State
-		}
-		return ""
-	}); msg != "" {
-		t.Fatalf("container %s is %s, want CONTAINER_RUNNING", cid, msg)
-	}
-	before := takeCRISnapshot(t, d, pod, cid, hostNetwork)
-	if before.PodState != "SANDBOX_READY" || before.ContainerState != "CONTAINER_RUNNING" {
-		t.Fatalf("before restart: pod %s, container %s", before.PodState, before.ContainerState)
-	}
-	assertCRIExec(t, d, cid)
-	t.Logf("before restart: %+v", before)
+// criRestart is how a test stops the daemon: (*Daemon).Stop (SIGTERM) or
+// (*Daemon).Kill (SIGKILL).
+type criRestart struct {
+	Name string
+	Stop func(*Daemon)
+}
 
+var (
+	criSIGTERM = criRestart{"SIGTERM", (*Daemon).Stop}
+	criSIGKILL = criRestart{"SIGKILL", (*Daemon).Kill}
+)
+
+// restartCRIDaemon stops the daemon the way r says, runs whileDown (if
+// not nil), starts the daemon again and waits until CRI is ready.
+func restartCRIDaemon(t *testing.T, d *Daemon, r criRestart, whileDown func()) {
+	t.Helper()
 	start := time.Now()
-	d.Restart()
-	t.Logf("restart (SIGTERM, start, CRI ready) took %s", time.Since(start).Round(time.Millisecond))
+	r.Stop(d)
+	if whileDown != nil {
+		whileDown()
+	}
+	d.Start()
+	t.Logf("restart (%s, start, CRI ready) took %s", r.Name, time.Since(start).Round(time.Millisecond))
+}
 
-	var pods struct {
-		Items []struct {
-			ID    string `json:"id"`
-			State string `json:"state"`
-		} `json:"items"`
+// startCRITest starts a CRI daemon (with opts), pulls the images, runs a
+// pod of each spec and takes their snapshots, which must be READY and
+// RUNNING.
+func startCRITest(t *testing.T, specs []criPodSpec, opts ...daemonOption) (*Daemon, []criPod, []criSnapshot) {
+	t.Helper()
+	d := newCRIDaemon(t, opts...)
+	pullCRIImages(t, d)
+	var pods []criPod
+	for _, spec := range specs {
+		pods = append(pods, runCRIPod(t, d, spec))
 	}
-	d.mustCrictlJSON(&pods, "pods", "-o", "json")
-	if len(pods.Items) != 1 || pods.Items[0].ID != pod.ID || pods.Items[0].State != "SANDBOX_READY" {
-		t.Errorf("crictl pods after restart: %+v, want %s SANDBOX_READY", pods.Items, pod.ID)
+	var before []criSnapshot
+	for _, pod := range pods {
+		s := takeCRISnapshot(t, d, pod)
+		if s.PodState != "SANDBOX_READY" || s.ContainerState != "CONTAINER_RUNNING" {
+			t.Fatalf("pod %s before restart: pod %s, container %s", pod.Spec.Name, s.PodState, s.ContainerState)
+		}
+		t.Logf("pod %s before restart: %+v", pod.Spec.Name, s)
+		before = append(before, s)
 	}
-	after := takeCRISnapshot(t, d, pod, cid, hostNetwork)
-	t.Logf("after restart: %+v", after)
-	if fmt.Sprintf("%+v", after) != fmt.Sprintf("%+v", before) {
-		t.Errorf("the restart changed the pod:\nbefore %+v\nafter  %+v", before, after)
-	}
-	assertCRIExec(t, d, cid)
+	assertCRIPodSet(t, d, pods...)
+	return d, pods, before
+}
 
-	// The leak check must see the running pod, or its silence at the end
+// startCRITest1 is startCRITest of one pod.
+func startCRITest1(t *testing.T, spec criPodSpec, opts ...daemonOption) (*Daemon, criPod, criSnapshot) {
+	t.Helper()
+	d, pods, before := startCRITest(t, []criPodSpec{spec}, opts...)
+	return d, pods[0], before[0]
+}
+
+// testCRIPodsSurviveRestart: pull, run pods of specs with a container
+// each, restart the daemon, and find the same pods and containers (same
+// ids), the same processes (same pid and start time), shims and network,
+// still exec-able; then stop and remove the pods, and find nothing left.
+func testCRIPodsSurviveRestart(t *testing.T, specs []criPodSpec, r criRestart, opts ...daemonOption) {
+	d, pods, before := startCRITest(t, specs, opts...)
+	for _, pod := range pods {
+		assertCRIExec(t, d, pod.CID)
+	}
+
+	restartCRIDaemon(t, d, r, nil)
+
+	assertCRIListed(t, d, "SANDBOX_READY", "CONTAINER_RUNNING", pods...)
+	for i, pod := range pods {
+		after := takeCRISnapshot(t, d, pod)
+		t.Logf("pod %s after restart: %+v", pod.Spec.Name, after)
+		if fmt.Sprintf("%+v", after) != fmt.Sprintf("%+v", before[i]) {
+			t.Errorf("the restart changed pod %s:\nbefore %+v\nafter  %+v", pod.Spec.Name, before[i], after)
+		}
+	}
+	assertCRIPodSet(t, d, pods...)
+	for _, pod := range pods {
+		assertCRIExec(t, d, pod.CID)
+	}
+
+	// The leak check must see the running pods, or its silence at the end
 	// proves nothing.
-	running := d.leaks()
-	seen := strings.Join(running, "\n")
-	t.Logf("while the pod runs, the leak check sees %d things", len(running))
-	wantSeen := []string{"k8s.io: " + pod.ID, "k8s.io: " + cid, "sandboxes: " + pod.ID, "containers: " + cid,
-		"pod still listed by CRI: " + pod.ID, "container still listed by CRI: " + cid, "active snapshot left: " + cid}
-	if !hostNetwork {
-		wantSeen = append(wantSeen, "netns: cni-", "veth still on bridge", "host-local lease left: "+before.PodIP,
+	var want []string
+	for i, pod := range pods {
+		want = append(want, criPodLeaks(d, pod, before[i].PodIP)...)
+		want = append(want, "k8s.io: "+pod.ID, "k8s.io: "+pod.CID)
+	}
+	assertLeakCheckSees(t, d, want...)
+	for i, pod := range pods {
+		stopRemoveCRIPod(t, d, pod, before[i].PausePID, before[i].ContainerPID)
+	}
+	assertNoLeaks(t, d)
+}
+
+// criPodLeaks is what the leak check reports of a pod and its container
+// as long as CRI has them, whether or not their tasks run.
+func criPodLeaks(d *Daemon, pod criPod, podIP string) []string {
+	want := []string{"sandboxes: " + pod.ID, "containers: " + pod.CID,
+		"pod still listed by CRI: " + pod.ID, "container still listed by CRI: " + pod.CID, "active snapshot left: " + pod.CID}
+	if !pod.Spec.HostNetwork {
+		want = append(want, "netns: cni-", "veth still on bridge", "host-local lease left: "+podIP,
 			"CNI result cache left: "+filepath.Join(hostCNIResults, d.cri.Network+"-"+pod.ID))
 	}
-	for _, w := range wantSeen {
+	return want
+}
+
+// assertLeakCheckSees checks that the leak check reports each of want
+// (substrings) now.
+func assertLeakCheckSees(t *testing.T, d *Daemon, want ...string) {
+	t.Helper()
+	leaks := d.leaks()
+	seen := strings.Join(leaks, "\n")
+	t.Logf("before the pods are removed, the leak check sees %d things", len(leaks))
+	for _, w := range want {
 		if !strings.Contains(seen, w) {
-			t.Errorf("the leak check does not see %q while the pod runs", w)
+			t.Errorf("the leak check does not see %q before the pods are removed", w)
 		}
 	}
+}
 
+// stopRemoveCRIPod stops the pod (NOTREADY, pids gone) and removes it.
+func stopRemoveCRIPod(t *testing.T, d *Daemon, pod criPod, pids ...int) {
+	t.Helper()
 	d.mustCrictl("stopp", pod.ID)
-	var ps criPodStatus
-	d.mustCrictlJSON(&ps, "inspectp", "-o", "json", pod.ID)
-	if ps.Status.State != "SANDBOX_NOTREADY" {
-		t.Errorf("pod after stopp: %s, want SANDBOX_NOTREADY", ps.Status.State)
+	if ps := inspectCRIPod(t, d, pod.ID); ps.Status.State != "SANDBOX_NOTREADY" {
+		t.Errorf("pod %s after stopp: %s, want SANDBOX_NOTREADY", pod.Spec.Name, ps.Status.State)
 	}
-	recWaitGone(t, "pod processes after stopp", before.PausePID, before.ContainerPID)
+	recWaitGone(t, "pod processes after stopp", pids...)
 	d.mustCrictl("rmp", pod.ID)
+}
+
+// removeCRIPod is stopRemoveCRIPod, then a check that nothing is left.
+func removeCRIPod(t *testing.T, d *Daemon, pod criPod, pids ...int) {
+	t.Helper()
+	stopRemoveCRIPod(t, d, pod, pids...)
 	assertNoLeaks(t, d)
 }
 
 // TestCRIPodSurvivesRestart is a pod on the CNI bridge network.
 func TestCRIPodSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	testCRIPodSurvivesRestart(t, false)
+	testCRIPodsSurviveRestart(t, []criPodSpec{{Name: "sk-pod"}}, criSIGTERM)
 }
 
 // TestCRIHostNetworkPodSurvivesRestart is a pod in the host's network
 // namespace (no CNI).
 func TestCRIHostNetworkPodSurvivesRestart(t *testing.T) {
 	t.Parallel()
-	testCRIPodSurvivesRestart(t, true)
+	testCRIPodsSurviveRestart(t, []criPodSpec{{Name: "sk-pod", HostNetwork: true}}, criSIGTERM)
+}
+
+// TestCRIPodsSurviveDaemonSIGKILL is two pods, one on the CNI network and
+// one on the host's, over a daemon that dies (SIGKILL) instead of
+// stopping: nothing was flushed or closed on the way out, and both pods
+// must come back all the same, with their ids, processes and shims.
+func TestCRIPodsSurviveDaemonSIGKILL(t *testing.T) {
+	t.Parallel()
+	testCRIPodsSurviveRestart(t, []criPodSpec{{Name: "sk-cni"}, {Name: "sk-host", HostNetwork: true}}, criSIGKILL)
 }
 
 // procStartTicks is field 22 of /proc/<pid>/stat: the start time in clock
