@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // cgroupDirs lists the cgroup dirs of the bench namespace (runc puts the
@@ -108,17 +110,7 @@ func (b *bench) cleanup() {
 		if cgroupsBefore[d] {
 			continue
 		}
-		// Leaf first: rmdir works on an empty cgroup only.
-		var dirs []string
-		_ = filepath.Walk(d, func(p string, info os.FileInfo, err error) error {
-			if err == nil && info.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = syscall.Rmdir(dirs[i])
-		}
+		_ = testshim.RmdirTree(d) // best effort: a cgroup with processes left stays
 	}
 	var leaks []string
 	if p := b.procsInTmp(); len(p) > 0 {
