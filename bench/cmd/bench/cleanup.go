@@ -68,6 +68,20 @@ func (b *bench) mountsInTmp() []string {
 	return out
 }
 
+// runcDeleteAll kills and deletes every container runc knows in the
+// bench's runc root for namespace ns.
+func (b *bench) runcDeleteAll(ns string) {
+	nsRoot := filepath.Join(b.runcRoot(), ns)
+	if !exists(nsRoot) {
+		return
+	}
+	out, _ := exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "list", "-q").Output()
+	for _, id := range strings.Fields(string(out)) {
+		fmt.Printf("cleanup: runc delete --force %s\n", id)
+		_ = exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "delete", "--force", id).Run()
+	}
+}
+
 // cleanup stops everything this run started, by PID, and removes the temp
 // dir; it reports anything it could not remove.
 func (b *bench) cleanup() {
@@ -82,14 +96,7 @@ func (b *bench) cleanup() {
 		_ = b.synth.Process.Kill()
 	}
 	// Containers runc still knows (their shims gone): kill and delete.
-	nsRoot := filepath.Join(b.runcRoot(), namespace)
-	if exists(nsRoot) {
-		out, _ := exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "list", "-q").Output()
-		for _, id := range strings.Fields(string(out)) {
-			fmt.Printf("cleanup: runc delete --force %s\n", id)
-			_ = exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "delete", "--force", id).Run()
-		}
-	}
+	b.runcDeleteAll(namespace)
 	for _, pid := range b.procsInTmp() {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		fmt.Printf("cleanup: killing leftover process %d: %s\n", pid, strings.ReplaceAll(string(cl), "\x00", " "))

@@ -94,6 +94,15 @@ func main() {
 	if o.repo == "" {
 		o.repo = filepath.Dir(o.bin)
 	}
+	// Absolute: the runc wrapper and the daemon configs name them.
+	for _, p := range []*string{&o.bin, &o.tools, &o.repo} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(2)
+		}
+		*p = abs
+	}
 	if cases != "" {
 		o.cases = map[string]bool{}
 		for _, c := range strings.Split(cases, ",") {
