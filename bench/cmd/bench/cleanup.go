@@ -97,6 +97,7 @@ func (b *bench) cleanup() {
 	}
 	// Containers runc still knows (their shims gone): kill and delete.
 	b.runcDeleteAll(namespace)
+	b.runcDeleteAll(criNamespace)
 	for _, pid := range b.procsInTmp() {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		fmt.Printf("cleanup: killing leftover process %d: %s\n", pid, strings.ReplaceAll(string(cl), "\x00", " "))
@@ -127,7 +128,15 @@ func (b *bench) cleanup() {
 			_ = syscall.Rmdir(dirs[i])
 		}
 	}
+	// A CRI case cut short: its registry, bridge and libcni cache
+	// entries (its pods' netns are unmounted above).
 	var leaks []string
+	if b.cri != nil {
+		for _, err := range b.cri.teardown() {
+			fmt.Printf("cleanup: %v\n", err)
+		}
+		leaks = append(leaks, b.cri.leaks()...)
+	}
 	if p := b.procsInTmp(); len(p) > 0 {
 		leaks = append(leaks, fmt.Sprintf("processes %v", p))
 	}

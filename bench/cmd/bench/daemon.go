@@ -63,6 +63,7 @@ type bench struct {
 	synth    *exec.Cmd
 	synthPID int
 	live     []*daemon // daemons not yet stopped
+	cri      *criEnv   // the CRI case running, if any
 }
 
 func newBench(o options) (*bench, error) {
@@ -130,7 +131,8 @@ func (b *bench) useConfig(name, text string) error {
 	return os.WriteFile(b.oursCfg(), []byte(text), 0o644)
 }
 
-// disabledPlugins are demo.sh's: CRI and NRI.
+// disabledPlugins are demo.sh's: CRI and NRI. The CRI cases keep only NRI
+// off (criDisabledPlugins).
 var disabledPlugins = []string{
 	"io.containerd.grpc.v1.cri",
 	"io.containerd.cri.v1.images",

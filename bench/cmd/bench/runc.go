@@ -47,8 +47,9 @@ func (b *bench) runRuncCase(ctx context.Context, c caseDef) *caseResult {
 func (b *bench) runcLog() string  { return filepath.Join(b.tmp, "runc-calls.log") }
 func (b *bench) runcRoot() string { return filepath.Join(b.tmp, "runc") }
 
-// writeRuncWrapper puts the runc the shims find first on their PATH: it
-// logs every exec, then runs bin/runc.
+// writeRuncWrapper puts the runc the shims find first on their PATH (and
+// the CRI cases name as BinaryName): it logs every exec, then runs
+// bin/runc.
 func (b *bench) writeRuncWrapper() error {
 	wrapper := fmt.Sprintf("#!/bin/sh\necho \"$*\" >>%s\nexec %s \"$@\"\n", b.runcLog(), filepath.Join(b.o.bin, "runc"))
 	return os.WriteFile(filepath.Join(b.tmp, "rbin", "runc"), []byte(wrapper), 0o755)
