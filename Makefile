@@ -246,7 +246,8 @@ demo: build
 
 # The recovery benchmark (bench/, results in docs/benchmarks.md): our daemon
 # and stock containerd restarted alternately over the same shim populations.
-# Needs root; takes about 6 minutes on 2 cores. Extra flags through
+# Needs root; takes about 6 minutes on 2 cores (cri100, 100 CRI pods, runs
+# only when named in -cases). Extra flags through
 # BENCH_FLAGS, e.g. BENCH_FLAGS="-rounds 5 -cases live1000,runc -keep -pprof".
 BENCH_BIN := $(BIN)/bench
 BENCH_FLAGS ?=

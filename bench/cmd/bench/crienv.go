@@ -1,0 +1,311 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// The CRI cases' environment, as integration/cri_harness_test.go sets it
+// up for the CRI tests: the CRI plugins enabled, the test images
+// (bin/testimages: a pause and a toybox image) served from an in-memory
+// registry on loopback that only the hosts.toml under the registry
+// config_path names, the pause image as pinned_images.sandbox, and a CNI
+// bridge network of the bench's own (no address on the bridge, no route,
+// no masquerading). Everything is under <tmp>/cri, except the bridge
+// device and libcni's result cache (/var/lib/cni/results, which containerd
+// has no setting for), both removed by teardown.
+
+const (
+	// criNamespace is the containerd namespace CRI keeps everything in.
+	criNamespace = "k8s.io"
+	// criRegistryHost names the images; it resolves nowhere (.test is
+	// reserved), so only the hosts.toml sends it to our registry.
+	criRegistryHost = "registry.shimkeeper.test"
+	criPauseImage   = criRegistryHost + "/pause:3.10" // tools/testimages PauseRef
+	criToyboxImage  = criRegistryHost + "/toybox:1"   // tools/testimages ToyboxRef
+	// criSubnet is the pods' range: a /24 holds the 100 pods of cri100.
+	criSubnet = "10.247.14.0/24"
+	// hostCNIResults is libcni's cache of each attachment's result
+	// (<network>-<sandbox id>-<ifname>).
+	hostCNIResults = "/var/lib/cni/results"
+
+	registryStartLimit = 30 * time.Second
+)
+
+// criEnv is one CRI case's registry, CNI network and dirs.
+type criEnv struct {
+	dir      string // <tmp>/cri
+	hostsDir string // the registry config_path (certs.d layout)
+	cniConf  string
+	ipamDir  string // host-local dataDir
+	logDir   string // pods' log_directory parent
+	bridge   string // unique per bench run, ≤ 15 characters
+	network  string // the CNI network name, unique per bench run
+	registry string // host:port of the registry
+
+	registryCmd   *exec.Cmd
+	registryStdin io.Closer
+	registryDone  chan struct{}
+}
+
+// newCRIEnv lays out the dirs, the CNI network config and the hosts.toml,
+// and starts the registry.
+func (b *bench) newCRIEnv() (*criEnv, error) {
+	for _, n := range []string{"testimages", "cni/bridge", "cni/loopback", "cni/host-local", "cni/portmap"} {
+		if _, err := os.Stat(filepath.Join(b.o.bin, n)); err != nil {
+			return nil, fmt.Errorf("%s missing (run make build): %w", n, err)
+		}
+	}
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return nil, err
+	}
+	c := &criEnv{dir: filepath.Join(b.tmp, "cri")}
+	c.hostsDir = filepath.Join(c.dir, "certs.d")
+	c.cniConf = filepath.Join(c.dir, "net.d")
+	c.ipamDir = filepath.Join(c.dir, "ipam")
+	c.logDir = filepath.Join(c.dir, "logs")
+	c.bridge = "skbb" + hex.EncodeToString(suffix)
+	c.network = "skbench-" + hex.EncodeToString(suffix)
+	for _, d := range []string{c.hostsDir, c.cniConf, c.ipamDir, c.logDir, filepath.Join(c.dir, "cdi")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	// bridge with host-local IPAM, then portmap, as containerd's example
+	// conflist (and the CRI tests); CRI adds loopback itself.
+	conflist, err := json.MarshalIndent(map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       c.network,
+		"plugins": []any{
+			map[string]any{
+				"type":        "bridge",
+				"bridge":      c.bridge,
+				"isGateway":   false,
+				"ipMasq":      false,
+				"hairpinMode": false,
+				"ipam": map[string]any{
+					"type":    "host-local",
+					"ranges":  [][]map[string]string{{{"subnet": criSubnet}}},
+					"dataDir": c.ipamDir,
+				},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
+		},
+	}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(c.cniConf, "10-skbench.conflist"), conflist, 0o644); err != nil {
+		return nil, err
+	}
+	if err := c.startRegistry(b); err != nil {
+		return c, err
+	}
+	hostDir := filepath.Join(c.hostsDir, criRegistryHost)
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		return c, err
+	}
+	// Plain HTTP and no TLS keys: with skip_verify set, containerd tries
+	// HTTPS first.
+	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n",
+		"http://"+c.registry, "http://"+c.registry)
+	return c, os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(hosts), 0o644)
+}
+
+// startRegistry starts bin/testimages (stdin a pipe: it exits when the
+// bench does) and waits until its state file names every image.
+func (c *criEnv) startRegistry(b *bench) error {
+	statePath := filepath.Join(c.dir, "registry.json")
+	logf, err := os.Create(filepath.Join(b.logDir, "registry.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(b.o.bin, "testimages"), "-toybox", filepath.Join(b.o.bin, "toybox"),
+		"-listen", "127.0.0.1:0", "-state", statePath, "-exit-on-eof")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.registryCmd, c.registryStdin, c.registryDone = cmd, stdin, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(c.registryDone) }()
+	var st struct {
+		Addr   string            `json:"addr"`
+		Images map[string]string `json:"images"`
+	}
+	for deadline := time.Now().Add(registryStartLimit); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-c.registryDone:
+			return fmt.Errorf("registry (bin/testimages) exited during start (log: %s)", logf.Name())
+		default:
+		}
+		if data, err := os.ReadFile(statePath); err == nil && json.Unmarshal(data, &st) == nil && st.Addr != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("registry (bin/testimages) not serving after %s", registryStartLimit)
+		}
+	}
+	for _, ref := range []string{criPauseImage, criToyboxImage} {
+		if st.Images[strings.TrimPrefix(ref, criRegistryHost+"/")] == "" {
+			return fmt.Errorf("registry serves %v, not %s", st.Images, ref)
+		}
+	}
+	c.registry = st.Addr
+	return nil
+}
+
+// config is the CRI part of config.toml: the CRI tests' settings, with
+// the bench's runc wrapper and runc root.
+func (c *criEnv) config(b *bench) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "\n[plugins.%q]\n", "io.containerd.grpc.v1.cri")
+	s.WriteString("  disable_tcp_service = true\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\n")
+	img := "io.containerd.cri.v1.images"
+	fmt.Fprintf(&s, "[plugins.%q]\n  snapshotter = \"overlayfs\"\n", img)
+	fmt.Fprintf(&s, "  [plugins.%q.pinned_images]\n    sandbox = %q\n", img, criPauseImage)
+	fmt.Fprintf(&s, "  [plugins.%q.registry]\n    config_path = %q\n\n", img, c.hostsDir)
+	rt := "io.containerd.cri.v1.runtime"
+	fmt.Fprintf(&s, "[plugins.%q]\n", rt)
+	s.WriteString("  netns_mounts_under_state_dir = true\n")
+	if !haveCapSysResource() {
+		// Without CAP_SYS_RESOURCE runc cannot lower oom_score_adj to
+		// the pause container's -998; restrict clamps it to ours.
+		s.WriteString("  restrict_oom_score_adj = true\n")
+	}
+	fmt.Fprintf(&s, "  cdi_spec_dirs = [%q]\n", filepath.Join(c.dir, "cdi"))
+	fmt.Fprintf(&s, "  [plugins.%q.cni]\n    bin_dirs = [%q]\n    conf_dir = %q\n    max_conf_num = 1\n",
+		rt, filepath.Join(b.o.bin, "cni"), c.cniConf)
+	fmt.Fprintf(&s, "  [plugins.%q.containerd]\n    default_runtime_name = \"runc\"\n", rt)
+	fmt.Fprintf(&s, "    [plugins.%q.containerd.runtimes.runc]\n      runtime_type = \"io.containerd.runc.v2\"\n", rt)
+	fmt.Fprintf(&s, "      [plugins.%q.containerd.runtimes.runc.options]\n", rt)
+	fmt.Fprintf(&s, "        BinaryName = %q\n        Root = %q\n        SystemdCgroup = false\n",
+		filepath.Join(b.tmp, "rbin", "runc"), b.runcRoot())
+	return s.String()
+}
+
+// teardown, once the pods' processes are gone and their netns unmounted,
+// stops the registry, deletes the bridge and removes the libcni cache
+// entries of the bench's network.
+func (c *criEnv) teardown() []error {
+	var errs []error
+	if c.registryCmd != nil {
+		_ = c.registryStdin.Close()
+		select {
+		case <-c.registryDone:
+		case <-time.After(5 * time.Second):
+			_ = c.registryCmd.Process.Kill()
+			<-c.registryDone
+		}
+		c.registryCmd = nil
+	}
+	if c.bridge != "" && exists(filepath.Join("/sys/class/net", c.bridge)) {
+		if err := deleteBridge(c.bridge); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, p := range c.cniCache() {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// leaks lists what teardown should have removed and did not.
+func (c *criEnv) leaks() []string {
+	var out []string
+	if c.bridge != "" && exists(filepath.Join("/sys/class/net", c.bridge)) {
+		out = append(out, "bridge "+c.bridge)
+	}
+	for _, p := range c.cniCache() {
+		out = append(out, "CNI result cache "+p)
+	}
+	return out
+}
+
+// cniCache lists libcni's cached results of the bench's network.
+func (c *criEnv) cniCache() []string {
+	ents, _ := os.ReadDir(hostCNIResults)
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), c.network+"-") {
+			out = append(out, filepath.Join(hostCNIResults, e.Name()))
+		}
+	}
+	return out
+}
+
+// bridgePorts lists the interfaces (the pods' veths) on the bridge.
+func (c *criEnv) bridgePorts() []string {
+	ents, _ := os.ReadDir(filepath.Join("/sys/class/net", c.bridge, "brif"))
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// haveCapSysResource reports whether this process has CAP_SYS_RESOURCE in
+// its effective set (and so may lower oom_score_adj).
+func haveCapSysResource() bool {
+	const capSysResource = 24
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if h, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			v, err := strconv.ParseUint(strings.TrimSpace(h), 16, 64)
+			return err == nil && v&(1<<capSysResource) != 0
+		}
+	}
+	return false
+}
+
+// deleteBridge sets the bridge down and deletes it with the bridge ioctls
+// (no iproute2 needed).
+func deleteBridge(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bridge %s: get flags: %w", name, err)
+	}
+	ifr.SetUint16(ifr.Uint16() &^ unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bridge %s: set down: %w", name, err)
+	}
+	var buf [unix.IFNAMSIZ]byte
+	copy(buf[:], name)
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCBRDELBR, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
+		return fmt.Errorf("bridge %s: delete: %w", name, errno)
+	}
+	return nil
+}
