@@ -10,13 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // The CRI cases' environment, as integration/cri_harness_test.go sets it
@@ -88,25 +86,7 @@ func (b *bench) newCRIEnv() (*criEnv, error) {
 	}
 	// bridge with host-local IPAM, then portmap, as containerd's example
 	// conflist (and the CRI tests); CRI adds loopback itself.
-	conflist, err := json.MarshalIndent(map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       c.network,
-		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      c.bridge,
-				"isGateway":   false,
-				"ipMasq":      false,
-				"hairpinMode": false,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": criSubnet}}},
-					"dataDir": c.ipamDir,
-				},
-			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
-	}, "", "  ")
+	conflist, err := crihost.Conflist(c.network, c.bridge, criSubnet, c.ipamDir)
 	if err != nil {
 		return nil, err
 	}
@@ -122,8 +102,7 @@ func (b *bench) newCRIEnv() (*criEnv, error) {
 	}
 	// Plain HTTP and no TLS keys: with skip_verify set, containerd tries
 	// HTTPS first.
-	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n",
-		"http://"+c.registry, "http://"+c.registry)
+	hosts := crihost.HostsTOML(c.registry)
 	return c, os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(hosts), 0o644)
 }
 
@@ -178,30 +157,14 @@ func (c *criEnv) startRegistry(b *bench) error {
 // config is the CRI part of config.toml: the CRI tests' settings, with
 // the bench's runc wrapper and runc root.
 func (c *criEnv) config(b *bench) string {
-	var s strings.Builder
-	fmt.Fprintf(&s, "\n[plugins.%q]\n", "io.containerd.grpc.v1.cri")
-	s.WriteString("  disable_tcp_service = true\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\n")
-	img := "io.containerd.cri.v1.images"
-	fmt.Fprintf(&s, "[plugins.%q]\n  snapshotter = \"overlayfs\"\n", img)
-	fmt.Fprintf(&s, "  [plugins.%q.pinned_images]\n    sandbox = %q\n", img, criPauseImage)
-	fmt.Fprintf(&s, "  [plugins.%q.registry]\n    config_path = %q\n\n", img, c.hostsDir)
-	rt := "io.containerd.cri.v1.runtime"
-	fmt.Fprintf(&s, "[plugins.%q]\n", rt)
-	s.WriteString("  netns_mounts_under_state_dir = true\n")
-	if !haveCapSysResource() {
-		// Without CAP_SYS_RESOURCE runc cannot lower oom_score_adj to
-		// the pause container's -998; restrict clamps it to ours.
-		s.WriteString("  restrict_oom_score_adj = true\n")
-	}
-	fmt.Fprintf(&s, "  cdi_spec_dirs = [%q]\n", filepath.Join(c.dir, "cdi"))
-	fmt.Fprintf(&s, "  [plugins.%q.cni]\n    bin_dirs = [%q]\n    conf_dir = %q\n    max_conf_num = 1\n",
-		rt, filepath.Join(b.o.bin, "cni"), c.cniConf)
-	fmt.Fprintf(&s, "  [plugins.%q.containerd]\n    default_runtime_name = \"runc\"\n", rt)
-	fmt.Fprintf(&s, "    [plugins.%q.containerd.runtimes.runc]\n      runtime_type = \"io.containerd.runc.v2\"\n", rt)
-	fmt.Fprintf(&s, "      [plugins.%q.containerd.runtimes.runc.options]\n", rt)
-	fmt.Fprintf(&s, "        BinaryName = %q\n        Root = %q\n        SystemdCgroup = false\n",
-		filepath.Join(b.tmp, "rbin", "runc"), b.runcRoot())
-	return s.String()
+	return crihost.Config{
+		PauseImage: criPauseImage,
+		HostsDir:   c.hostsDir,
+		CDIDir:     filepath.Join(c.dir, "cdi"),
+		CNIBinDir:  filepath.Join(b.o.bin, "cni"),
+		CNIConfDir: c.cniConf,
+		Runtimes:   []crihost.Runtime{{Name: "runc", BinaryName: filepath.Join(b.tmp, "rbin", "runc"), Root: b.runcRoot()}},
+	}.TOML()
 }
 
 // teardown, once the pods' processes are gone and their netns unmounted,
@@ -220,7 +183,7 @@ func (c *criEnv) teardown() []error {
 		c.registryCmd = nil
 	}
 	if c.bridge != "" && exists(filepath.Join("/sys/class/net", c.bridge)) {
-		if err := deleteBridge(c.bridge); err != nil {
+		if err := crihost.DeleteBridge(c.bridge); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -264,48 +227,4 @@ func (c *criEnv) bridgePorts() []string {
 		out = append(out, e.Name())
 	}
 	return out
-}
-
-// haveCapSysResource reports whether this process has CAP_SYS_RESOURCE in
-// its effective set (and so may lower oom_score_adj).
-func haveCapSysResource() bool {
-	const capSysResource = 24
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if h, ok := strings.CutPrefix(l, "CapEff:"); ok {
-			v, err := strconv.ParseUint(strings.TrimSpace(h), 16, 64)
-			return err == nil && v&(1<<capSysResource) != 0
-		}
-	}
-	return false
-}
-
-// deleteBridge sets the bridge down and deletes it with the bridge ioctls
-// (no iproute2 needed).
-func deleteBridge(name string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bridge %s: get flags: %w", name, err)
-	}
-	ifr.SetUint16(ifr.Uint16() &^ unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bridge %s: set down: %w", name, err)
-	}
-	var buf [unix.IFNAMSIZ]byte
-	copy(buf[:], name)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCBRDELBR, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
-		return fmt.Errorf("bridge %s: delete: %w", name, errno)
-	}
-	return nil
 }
