@@ -7,13 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -80,9 +78,7 @@ type criEnv struct {
 	Registry     string // host:port of the test's registry
 	Digests      map[string]string
 
-	registryCmd    *exec.Cmd
-	registryStdin  io.Closer
-	registryExited chan struct{}
+	reg *crihost.Registry
 
 	// Runtimes are the CRI runtime handlers configured besides the
 	// default "runc" (withCRIRuntime).
@@ -176,69 +172,22 @@ func (c *criEnv) setup(t testing.TB, d *Daemon) {
 	}
 }
 
-// registryState is what testimages writes to -state.
-type registryState struct {
-	Addr   string            `json:"addr"`
-	Images map[string]string `json:"images"`
-}
-
-// startRegistry starts bin/testimages with its state file in the test dir
-// (so the harness teardown kills it by its argv, and it exits by itself
-// when the test binary dies and its stdin pipe closes) and waits until it
-// serves every image.
+// startRegistry starts bin/testimages and waits until it serves every
+// image the tests use.
 func (c *criEnv) startRegistry(t testing.TB, d *Daemon) {
 	t.Helper()
-	statePath := filepath.Join(c.Dir, "registry.json")
 	logPath := filepath.Join(c.Dir, "registry.log")
-	logf, err := os.Create(logPath)
+	r, err := crihost.StartRegistry(bin("testimages"), []string{"-toybox", bin("toybox"), "-v"},
+		filepath.Join(c.Dir, "registry.json"), logPath, registryStartLimit,
+		strings.TrimPrefix(criPauseImage, criRegistryHost+"/"), strings.TrimPrefix(criToyboxImage, criRegistryHost+"/"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin("testimages"), "-toybox", bin("toybox"), "-listen", "127.0.0.1:0",
-		"-state", statePath, "-exit-on-eof", "-v")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin("testimages"), err)
-	}
-	c.registryCmd, c.registryStdin = cmd, stdin
-	c.registryExited = make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.registryExited)
-
-	var st registryState
-	msg := eventually(registryStartLimit, func() string {
-		select {
-		case <-c.registryExited:
-			return "exited"
-		default:
-		}
-		b, err := os.ReadFile(statePath)
-		if err != nil {
-			return err.Error()
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			return err.Error()
-		}
-		return ""
-	})
-	if msg != "" {
 		b, _ := os.ReadFile(logPath)
-		t.Fatalf("registry (bin/testimages) not serving after %s: %s\n%s", registryStartLimit, msg, b)
+		t.Fatalf("%v\n%s", err, b)
 	}
-	c.Registry = st.Addr
+	c.reg, c.Registry = r, r.Addr
 	c.Digests = map[string]string{}
-	for ref, digest := range st.Images {
+	for ref, digest := range r.Images {
 		c.Digests[criRegistryHost+"/"+ref] = digest
-	}
-	for _, ref := range []string{criPauseImage, criToyboxImage} {
-		if c.Digests[ref] == "" {
-			t.Fatalf("registry serves %v, not %s", st.Images, ref)
-		}
 	}
 }
 
@@ -444,15 +393,7 @@ func (c *criEnv) cniCacheEntries() []string {
 // cache entries of the test's pods.
 func (c *criEnv) teardown() []error {
 	var errs []error
-	if c.registryCmd != nil {
-		_ = c.registryStdin.Close()
-		select {
-		case <-c.registryExited:
-		case <-time.After(5 * time.Second):
-			_ = c.registryCmd.Process.Kill()
-			<-c.registryExited
-		}
-	}
+	c.reg.Stop()
 	if c.Bridge != "" && isDir(filepath.Join("/sys/class/net", c.Bridge)) {
 		if err := crihost.DeleteBridge(c.Bridge); err != nil {
 			errs = append(errs, err)

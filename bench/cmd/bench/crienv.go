@@ -3,15 +3,11 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/shimkeeper/shimkeeper/internal/crihost"
@@ -55,9 +51,7 @@ type criEnv struct {
 	network  string // the CNI network name, unique per bench run
 	registry string // host:port of the registry
 
-	registryCmd   *exec.Cmd
-	registryStdin io.Closer
-	registryDone  chan struct{}
+	reg *crihost.Registry
 }
 
 // newCRIEnv lays out the dirs, the CNI network config and the hosts.toml,
@@ -106,51 +100,16 @@ func (b *bench) newCRIEnv() (*criEnv, error) {
 	return c, os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(hosts), 0o644)
 }
 
-// startRegistry starts bin/testimages (stdin a pipe: it exits when the
-// bench does) and waits until its state file names every image.
+// startRegistry starts bin/testimages and waits until it serves every
+// image.
 func (c *criEnv) startRegistry(b *bench) error {
-	statePath := filepath.Join(c.dir, "registry.json")
-	logf, err := os.Create(filepath.Join(b.logDir, "registry.log"))
+	r, err := crihost.StartRegistry(filepath.Join(b.o.bin, "testimages"), []string{"-toybox", filepath.Join(b.o.bin, "toybox")},
+		filepath.Join(c.dir, "registry.json"), filepath.Join(b.logDir, "registry.log"), registryStartLimit,
+		strings.TrimPrefix(criPauseImage, criRegistryHost+"/"), strings.TrimPrefix(criToyboxImage, criRegistryHost+"/"))
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(b.o.bin, "testimages"), "-toybox", filepath.Join(b.o.bin, "toybox"),
-		"-listen", "127.0.0.1:0", "-state", statePath, "-exit-on-eof")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	c.registryCmd, c.registryStdin, c.registryDone = cmd, stdin, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(c.registryDone) }()
-	var st struct {
-		Addr   string            `json:"addr"`
-		Images map[string]string `json:"images"`
-	}
-	for deadline := time.Now().Add(registryStartLimit); ; time.Sleep(20 * time.Millisecond) {
-		select {
-		case <-c.registryDone:
-			return fmt.Errorf("registry (bin/testimages) exited during start (log: %s)", logf.Name())
-		default:
-		}
-		if data, err := os.ReadFile(statePath); err == nil && json.Unmarshal(data, &st) == nil && st.Addr != "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("registry (bin/testimages) not serving after %s", registryStartLimit)
-		}
-	}
-	for _, ref := range []string{criPauseImage, criToyboxImage} {
-		if st.Images[strings.TrimPrefix(ref, criRegistryHost+"/")] == "" {
-			return fmt.Errorf("registry serves %v, not %s", st.Images, ref)
-		}
-	}
-	c.registry = st.Addr
+	c.reg, c.registry = r, r.Addr
 	return nil
 }
 
@@ -172,16 +131,7 @@ func (c *criEnv) config(b *bench) string {
 // entries of the bench's network.
 func (c *criEnv) teardown() []error {
 	var errs []error
-	if c.registryCmd != nil {
-		_ = c.registryStdin.Close()
-		select {
-		case <-c.registryDone:
-		case <-time.After(5 * time.Second):
-			_ = c.registryCmd.Process.Kill()
-			<-c.registryDone
-		}
-		c.registryCmd = nil
-	}
+	c.reg.Stop()
 	if c.bridge != "" && exists(filepath.Join("/sys/class/net", c.bridge)) {
 		if err := crihost.DeleteBridge(c.bridge); err != nil {
 			errs = append(errs, err)
