@@ -198,3 +198,42 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestExitAfterRestartListed: right after a restart, the task listing is
+// answered from what recovery's probe learned (knownstate); a task that
+// exits after that must be listed STOPPED with its exit status at once,
+// as stock lists it (stock asks the shim on every listing), not only once
+// the probe's answer has expired (knownstate.TTL, 10 s). The process exits
+// on its own, so no call through the daemon tells it: only the shim's
+// /tasks/exit event does.
+func TestExitAfterRestartListed(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t)
+	const id = "exitlater"
+	fifo := "/tmp/release-" + randomHex(4)
+	recMkfifo(t, d.Rootfs+fifo)
+	if r := d.runDetached(d.NS, id, "/bin/sh", "-c", "cat "+fifo+"; exit 5"); r.ExitCode != 0 {
+		t.Fatalf("%s", r)
+	}
+	running := d.waitTask(d.NS, id, "RUNNING")
+	d.Restart()
+	if got := d.tasks(d.NS)[id]; got != running {
+		t.Fatalf("after restart: %+v, want %+v", got, running)
+	}
+	recReleaseFIFO(t, d.Rootfs+fifo)
+	recWaitGone(t, "container process after its FIFO was released", running.PID)
+	// Well inside the probe answer's 10 s.
+	if msg := eventually(3*time.Second, func() string {
+		if got := d.tasks(d.NS)[id]; got.Status != "STOPPED" {
+			return fmt.Sprintf("task %+v, want STOPPED", got)
+		}
+		return ""
+	}); msg != "" {
+		t.Fatalf("an exit after the restart is not listed: %s", msg)
+	}
+	if r := d.ctr("task", "delete", id); r.ExitCode != 0 || !strings.Contains(r.Stderr, "exit code 5") {
+		t.Fatalf("delete: want exit code 5\n%s", r)
+	}
+	d.mustCtr("container", "rm", id)
+	assertNoLeaks(t, d)
+}

@@ -101,9 +101,13 @@ func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, para
 		r.StateErr = err
 		return r
 	}
+	ticket := m.known.Ticket(b.Namespace, b.ID)
 	st, err := tc.State(ctx, &task.StateRequest{ID: b.ID})
 	r.StateErr = errgrpc.ToNative(err)
 	r.Task = ClassifyState(st, r.StateErr)
+	if err == nil {
+		s.probed = &probedState{ticket: ticket, state: stateFromProto(st)}
+	}
 	return r
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/knownstate"
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/shimbin"
 	"github.com/shimkeeper/shimkeeper/shimconn"
@@ -67,6 +68,17 @@ type Shim struct {
 	unresponsiveSince time.Time
 	// unresponsiveWhy is the reason recovery kept it, for its errors.
 	unresponsiveWhy string
+
+	// known answers State while what recovery's probe learned still holds
+	// (knownstate); probed is that answer, from Probe until Adopt.
+	known  knownstate.Slot
+	probed *probedState
+}
+
+// probedState is a probe's State answer and the ticket taken before it.
+type probedState struct {
+	ticket knownstate.Ticket
+	state  runtime.State
 }
 
 // ID of the task or sandbox the shim serves.
