@@ -12,7 +12,6 @@ import (
 	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"github.com/containerd/fifo"
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 
@@ -180,7 +179,7 @@ func (s *Shim) stopLogs() {
 // shim writes there to containerd's stderr until stop is called. A FIFO
 // that is never read blocks the shim once the pipe buffer fills.
 func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
-	f, err := fifo.OpenFifo(ctx, filepath.Join(bundle, layout.FileLog), unix.O_RDWR|unix.O_CREAT|unix.O_NONBLOCK, 0o700)
+	f, err := openLogFIFO(filepath.Join(bundle, layout.FileLog))
 	if err != nil {
 		return nil, fmt.Errorf("open shim log pipe: %w", err)
 	}
@@ -188,7 +187,7 @@ func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
 	go func() {
 		defer f.Close()
 		_, err := io.Copy(os.Stderr, f)
-		if err != nil && !stopped.Load() && !errors.Is(err, fifo.ErrReadClosed) && !errors.Is(err, os.ErrClosed) {
+		if err != nil && !stopped.Load() && !errors.Is(err, os.ErrClosed) {
 			log.G(ctx).WithError(err).Error("copy shim log")
 		}
 	}()
@@ -196,6 +195,38 @@ func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
 		stopped.Store(true)
 		f.Close()
 	}, nil
+}
+
+// openLogFIFO opens the FIFO at path for reading and writing, so that it
+// never blocks and never reads end-of-file while the shim reopens it,
+// making it first if it is missing. It is one open and one fstat: the
+// log is opened for every shim a pass adopts, and containerd's fifo
+// package takes half a dozen calls and a goroutine for the same. Anything
+// but a FIFO, a symlink included, is refused.
+func openLogFIFO(path string) (*os.File, error) {
+	const flags = unix.O_RDWR | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	fd, err := unix.Open(path, flags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		if err := unix.Mkfifo(path, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, &os.PathError{Op: "mkfifo", Path: path, Err: err}
+		}
+		fd, err = unix.Open(path, flags, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%s: not a FIFO", path)
+	}
+	// Non-blocking, so the runtime's poller serves its reads and Close
+	// ends a pending one.
+	return os.NewFile(uintptr(fd), path), nil
 }
 
 var errShimGone = errors.New("shim is gone")
