@@ -3,7 +3,6 @@ package loader
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/sandbox"
@@ -143,20 +143,11 @@ func forEach(limit, n int, fn func(i int)) {
 func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	obs := &s.obs
 	path := s.bundle.Path
-	fi, err := os.Lstat(path)
-	switch {
-	case err != nil:
-		obs.Kind = lifecycle.KindOther
-		s.note("lstat: " + err.Error())
-		return
-	case fi.Mode()&fs.ModeSymlink != 0:
-		obs.Kind = lifecycle.KindSymlink
-		return
-	case fi.Mode().IsRegular():
-		obs.Kind = lifecycle.KindFile
-		return
-	case !fi.IsDir():
-		obs.Kind = lifecycle.KindOther
+	// Opening it as a dir, never through a symlink, tells a dir from
+	// anything else: a look before (lstat) would cost a call per bundle.
+	names, err := readDirNames(path)
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, fs.ErrNotExist) {
+		kindOf(obs, s, path)
 		return
 	}
 	obs.Kind = lifecycle.KindDir
@@ -164,7 +155,6 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	if !obs.ValidName {
 		return
 	}
-	names, err := readDirNames(path)
 	if err != nil {
 		// Unreadable: nothing can be judged; it is not proof of emptiness.
 		s.note("read bundle: " + err.Error())
@@ -180,10 +170,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
 
 	obs.Runtime = lifecycle.PresenceUnknown
-	if err := regularOrAbsent(filepath.Join(path, layout.FileBinaryPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// RuntimeName reads the file: a FIFO would block it for ever.
-		s.note("runtime: " + err.Error())
-	} else if name, found, err := env.RuntimeName(s.bundle, c, cerr); err != nil {
+	if name, found, err := env.RuntimeName(s.bundle, c, cerr); err != nil {
 		s.note("runtime: " + err.Error())
 	} else if found {
 		if p, err := env.ResolveRuntime(name); err != nil {
@@ -195,7 +182,7 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		}
 	}
 
-	params, form, err := readBootstrap(path)
+	params, form, err := bootstrap.ReadForm(path)
 	// Where to look for the shim: the recorded address, and, when there is
 	// none or it may be a damaged file read as an address, the default
 	// address of a shim started for this id.
@@ -272,37 +259,6 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 
 func (s *scanned) note(n string) { s.notes = append(s.notes, n) }
 
-// readBootstrap is manager.ReadBootstrap for files that are regular: a
-// bootstrap.json or address that is a FIFO would block the scan for ever,
-// and one that is a symlink would lead it out of the bundle (to
-// /dev/zero, say). Either counts as no usable bootstrap.
-func readBootstrap(bundle string) (*bootapi.BootstrapResult, bootstrap.Form, error) {
-	err := regularOrAbsent(filepath.Join(bundle, layout.FileBootstrap))
-	if errors.Is(err, fs.ErrNotExist) {
-		err = regularOrAbsent(filepath.Join(bundle, layout.FileAddress))
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, bootstrap.FormOther, err
-	}
-	return bootstrap.ReadForm(bundle)
-}
-
-// errNotRegular: a bundle file the scan will not read.
-var errNotRegular = errors.New("not a regular file")
-
-// regularOrAbsent returns nil for a regular file, an error wrapping
-// fs.ErrNotExist for a missing one, and errNotRegular for anything else.
-func regularOrAbsent(path string) error {
-	fi, err := os.Lstat(path)
-	switch {
-	case err != nil:
-		return err
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s: %w (%s)", filepath.Base(path), errNotRegular, fi.Mode().Type())
-	}
-	return nil
-}
-
 func presence[T any](_ T, err error) lifecycle.Presence {
 	switch {
 	case err == nil:
@@ -313,11 +269,32 @@ func presence[T any](_ T, err error) lifecycle.Presence {
 	return lifecycle.PresenceUnknown
 }
 
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+// kindOf says what an entry that is not a dir is, from lstat.
+func kindOf(obs *lifecycle.Observation, s *scanned, path string) {
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		obs.Kind = lifecycle.KindOther
+		s.note("lstat: " + err.Error())
+	case fi.Mode()&fs.ModeSymlink != 0:
+		obs.Kind = lifecycle.KindSymlink
+	case fi.Mode().IsRegular():
+		obs.Kind = lifecycle.KindFile
+	default:
+		// A dir here was put back between the open and the lstat: it
+		// is looked at again on the next probe.
+		obs.Kind = lifecycle.KindOther
+		s.note("not a dir when opened: " + fi.Mode().Type().String())
 	}
+}
+
+// readDirNames lists dir, which must be a dir and not a symlink to one.
+func readDirNames(dir string) ([]string, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {

@@ -645,10 +645,8 @@ func TestScanReadsOnlyRegularFiles(t *testing.T) {
 		f.bundle("default", id, entries)
 		env.runtimeNames["default/"+id] = runtimeAnswer{name: runcName, found: true}
 	}
-	// A FIFO shim-binary-path: the runtime is not asked for (the real
-	// RuntimeName reads the file) and stays unknown.
-	f.bundle("default", "sbpfifo", map[string]string{"shim-binary-path": "fifo", "bootstrap.json": `file:{"version":3,"address":"unix:///run/sbp","protocol":"ttrpc"}`})
-	env.runtimeNames["default/sbpfifo"] = runtimeAnswer{name: runcName, found: true}
+	// A FIFO shim-binary-path is manager.RuntimeName's to refuse
+	// (TestRuntimeNameReadsOnlyRegularFiles there).
 
 	before := snapshotTree(t, f.state, f.root, f.outside)
 	entries := scanWithin(t, 10*time.Second, env, f.opts(), f.state, f.outside)
@@ -668,11 +666,5 @@ func TestScanReadsOnlyRegularFiles(t *testing.T) {
 		if !s.migrate {
 			t.Errorf("%s: not marked for bootstrap.json migration", k)
 		}
-	}
-	if s := got["default/sbpfifo"]; s == nil || s.obs.Runtime != lifecycle.PresenceUnknown || s.runtimePath != "" {
-		t.Errorf("sbpfifo: %+v", s)
-	}
-	if n := env.runtimeCalls.count("default/sbpfifo"); n != 0 {
-		t.Errorf("RuntimeName asked for a bundle whose shim-binary-path is a FIFO")
 	}
 }
