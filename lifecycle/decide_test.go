@@ -385,8 +385,8 @@ func TestDecide(t *testing.T) {
 			want: ActionAdopt,
 		},
 		{
-			// The shim answered Connect but State failed for another
-			// reason than NotFound: ownership unknown.
+			// The shim answered State with an error of its own other
+			// than NotFound: ownership unknown.
 			name: "state call fails",
 			obs:  with(func(o *Observation) { o.Liveness, o.Task = LivenessAlive, TaskUnknown }),
 			want: ActionAdopt,
