@@ -28,9 +28,9 @@ import (
 // Env is what the scan needs from the shim manager. Every method is
 // read-only on disk; Probe opens a connection and nothing else.
 type Env interface {
-	// RuntimeName: c and cerr are the scan's lookup of the container
-	// record, the fallback when the bundle names no runtime.
-	RuntimeName(b *manager.Bundle, c containers.Container, cerr error) (string, bool, error)
+	// RuntimeName: record looks up the container record, the fallback
+	// when the bundle names no runtime.
+	RuntimeName(b *manager.Bundle, record func() (containers.Container, error)) (string, bool, error)
 	ResolveRuntime(name string) (string, error)
 	Containers() containers.Store
 	Sandboxes() sandbox.Store
@@ -165,12 +165,16 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	}
 	obs.Joined = slices.Contains(names, layout.FileSandbox)
 
-	c, cerr := env.Containers().Get(ctx, obs.ID)
-	obs.Container = presence(c, cerr)
-	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
+	// The records are read only where they can change the verdict.
+	obs.Container, obs.Sandbox = lifecycle.PresenceNotLooked, lifecycle.PresenceNotLooked
+	record := func() (containers.Container, error) {
+		c, err := env.Containers().Get(ctx, obs.ID)
+		obs.Container = presence(c, err)
+		return c, err
+	}
 
 	obs.Runtime = lifecycle.PresenceUnknown
-	if name, found, err := env.RuntimeName(s.bundle, c, cerr); err != nil {
+	if name, found, err := env.RuntimeName(s.bundle, record); err != nil {
 		s.note("runtime: " + err.Error())
 	} else if found {
 		if p, err := env.ResolveRuntime(name); err != nil {
@@ -255,6 +259,10 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		return
 	}
 	obs.Task = s.probe.Task
+	if obs.Task == lifecycle.TaskNone && !obs.Joined {
+		// A live shim with no task: leaked unless its id is a sandbox's.
+		obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
+	}
 }
 
 func (s *scanned) note(n string) { s.notes = append(s.notes, n) }

@@ -28,11 +28,11 @@ import (
 )
 
 // RuntimeName returns the runtime recorded for an existing bundle: the
-// shim-binary-path file, or else the container record's runtime name. c
-// and cerr are the caller's lookup of the bundle's container record. found
-// is false when neither names one. shim-binary-path must be a regular
-// file (layout.ReadRegular): a FIFO would block the read for ever.
-func (m *Manager) RuntimeName(b *Bundle, c containers.Container, cerr error) (name string, found bool, err error) {
+// shim-binary-path file, or else the container record's runtime name,
+// which record looks up (only then). found is false when neither names
+// one. shim-binary-path must be a regular file (layout.ReadRegular): a
+// FIFO would block the read for ever.
+func (m *Manager) RuntimeName(b *Bundle, record func() (containers.Container, error)) (name string, found bool, err error) {
 	data, err := layout.ReadRegular(filepath.Join(b.Path, layout.FileBinaryPath))
 	if name := strings.TrimSpace(string(data)); err == nil && name != "" {
 		return name, true, nil
@@ -40,6 +40,7 @@ func (m *Manager) RuntimeName(b *Bundle, c containers.Container, cerr error) (na
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", false, fmt.Errorf("read %s: %w", layout.FileBinaryPath, err)
 	}
+	c, cerr := record()
 	if errdefs.IsNotFound(cerr) {
 		return "", false, nil
 	}

@@ -70,22 +70,27 @@ func TestRuntimeNameReadsOnlyRegularFiles(t *testing.T) {
 	m, b := r.m, r.bundle
 	sbp := filepath.Join(b.Path, layout.FileBinaryPath)
 	rec := containers.Container{Runtime: containers.RuntimeInfo{Name: "io.containerd.runc.v2"}}
+	looked := 0
+	record := func() (containers.Container, error) { looked++; return rec, nil }
 
-	if name, found, err := m.RuntimeName(b, rec, nil); err != nil || !found || name != "io.containerd.runc.v2" {
+	if name, found, err := m.RuntimeName(b, record); err != nil || !found || name != "io.containerd.runc.v2" {
 		t.Fatalf("no file: %q %v %v, want the record's runtime", name, found, err)
 	}
 	if err := os.WriteFile(sbp, []byte("/usr/bin/containerd-shim-runc-v2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if name, found, err := m.RuntimeName(b, rec, nil); err != nil || !found || name != "/usr/bin/containerd-shim-runc-v2" {
+	if name, found, err := m.RuntimeName(b, record); err != nil || !found || name != "/usr/bin/containerd-shim-runc-v2" {
 		t.Fatalf("file: %q %v %v", name, found, err)
+	}
+	if looked != 1 {
+		t.Fatalf("container record looked up %d times, want once (only with no file)", looked)
 	}
 	os.Remove(sbp)
 	if err := syscall.Mkfifo(sbp, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { _, _, err := m.RuntimeName(b, rec, nil); done <- err }()
+	go func() { _, _, err := m.RuntimeName(b, record); done <- err }()
 	select {
 	case err := <-done:
 		if !errors.Is(err, layout.ErrNotRegular) {
@@ -98,7 +103,7 @@ func TestRuntimeNameReadsOnlyRegularFiles(t *testing.T) {
 	if err := os.Symlink("/etc/hostname", sbp); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := m.RuntimeName(b, rec, nil); !errors.Is(err, layout.ErrNotRegular) {
+	if _, _, err := m.RuntimeName(b, record); !errors.Is(err, layout.ErrNotRegular) {
 		t.Fatalf("symlink: %v, want ErrNotRegular", err)
 	}
 }
