@@ -4,7 +4,10 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -235,5 +238,42 @@ func TestExitAfterRestartListed(t *testing.T) {
 		t.Fatalf("delete: want exit code 5\n%s", r)
 	}
 	d.mustCtr("container", "rm", id)
+	assertNoLeaks(t, d)
+}
+
+// TestShimLogCopied: what a shim writes to its bundle's log FIFO reaches
+// the daemon's stderr, for a shim the daemon started and, after a
+// restart, for the same shim adopted (shimlog: one pump for every shim).
+// The test writes to the FIFO as the shim would.
+func TestShimLogCopied(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t)
+	const id = "logged"
+	d.mustRunSleeper(d.NS, id)
+	fifo := filepath.Join(d.State, taskPluginDir, d.NS, id, "log")
+	say := func(line string) {
+		t.Helper()
+		w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			t.Fatalf("open the shim log FIFO for writing (nobody reading it?): %v", err)
+		}
+		defer w.Close()
+		if _, err := w.WriteString(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		if msg := eventually(5*time.Second, func() string {
+			if !d.logContains(line) {
+				return "not in the daemon's log"
+			}
+			return ""
+		}); msg != "" {
+			t.Fatalf("%q %s", line, msg)
+		}
+	}
+	say("shim log line " + randomHex(4) + " before the restart")
+	d.Restart()
+	d.waitTask(d.NS, id, "RUNNING")
+	say("shim log line " + randomHex(4) + " after the restart")
+	d.removeContainer(d.NS, id)
 	assertNoLeaks(t, d)
 }

@@ -271,7 +271,7 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 	bin := m.binary(b, runtimePath)
 	topts := taskOptions(opts)
 
-	stopLogs, err := drainShimLog(namespaces.WithNamespace(context.Background(), b.Namespace), b.Path)
+	stopLogs, err := drainShimLog(b.Path)
 	if err != nil {
 		return nil, err
 	}

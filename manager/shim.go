@@ -4,25 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"github.com/containerd/log"
-	"golang.org/x/sys/unix"
 
 	"github.com/containerd/containerd/v2/core/runtime"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/knownstate"
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/shimbin"
 	"github.com/shimkeeper/shimkeeper/shimconn"
+	"github.com/shimkeeper/shimkeeper/shimlog"
 	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
@@ -141,7 +137,7 @@ func (s *Shim) TaskClient() (taskapi.Client, error) {
 func (s *Shim) Arm() error {
 	s.logMu.Lock()
 	if s.closeLogs == nil {
-		stop, err := drainShimLog(namespaces.WithNamespace(context.Background(), s.Namespace()), s.Bundle())
+		stop, err := drainShimLog(s.Bundle())
 		if err != nil {
 			s.logMu.Unlock()
 			return err
@@ -175,58 +171,15 @@ func (s *Shim) stopLogs() {
 	s.logOnce.Do(stop)
 }
 
-// drainShimLog opens <bundle>/log (creating the FIFO) and copies what the
-// shim writes there to containerd's stderr until stop is called. A FIFO
-// that is never read blocks the shim once the pipe buffer fills.
-func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
-	f, err := openLogFIFO(filepath.Join(bundle, layout.FileLog))
+// drainShimLog copies what the shim writes to <bundle>/log (a FIFO, made
+// if missing) to containerd's stderr until stop is called (shimlog). A
+// FIFO that is never read blocks the shim once the pipe buffer fills.
+func drainShimLog(bundle string) (stop func(), err error) {
+	stop, err = shimlog.Default.Drain(filepath.Join(bundle, layout.FileLog))
 	if err != nil {
 		return nil, fmt.Errorf("open shim log pipe: %w", err)
 	}
-	var stopped atomic.Bool
-	go func() {
-		defer f.Close()
-		_, err := io.Copy(os.Stderr, f)
-		if err != nil && !stopped.Load() && !errors.Is(err, os.ErrClosed) {
-			log.G(ctx).WithError(err).Error("copy shim log")
-		}
-	}()
-	return func() {
-		stopped.Store(true)
-		f.Close()
-	}, nil
-}
-
-// openLogFIFO opens the FIFO at path for reading and writing, so that it
-// never blocks and never reads end-of-file while the shim reopens it,
-// making it first if it is missing. It is one open and one fstat: the
-// log is opened for every shim a pass adopts, and containerd's fifo
-// package takes half a dozen calls and a goroutine for the same. Anything
-// but a FIFO, a symlink included, is refused.
-func openLogFIFO(path string) (*os.File, error) {
-	const flags = unix.O_RDWR | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOFOLLOW
-	fd, err := unix.Open(path, flags, 0)
-	if errors.Is(err, unix.ENOENT) {
-		if err := unix.Mkfifo(path, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, &os.PathError{Op: "mkfifo", Path: path, Err: err}
-		}
-		fd, err = unix.Open(path, flags, 0)
-	}
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s: not a FIFO", path)
-	}
-	// Non-blocking, so the runtime's poller serves its reads and Close
-	// ends a pending one.
-	return os.NewFile(uintptr(fd), path), nil
+	return stop, nil
 }
 
 var errShimGone = errors.New("shim is gone")
