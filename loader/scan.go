@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +51,12 @@ type scanned struct {
 	probe   manager.ProbeResult
 	notes   []string
 	scanDur time.Duration
+	// listed is the entry's type from the state dir listing, good for
+	// the pass's first look only (fresh).
+	listed struct {
+		typ   fs.FileMode
+		fresh bool
+	}
 }
 
 type scanOptions struct {
@@ -100,10 +105,12 @@ func list(o scanOptions) ([]*scanned, []string) {
 			if layout.Hidden(id) {
 				continue // pending atomic removal; finished by the work-dir pass
 			}
-			entries = append(entries, &scanned{
+			s := &scanned{
 				obs:    lifecycle.Observation{Namespace: ns, ID: id, Rebooted: o.rebooted},
 				bundle: manager.LoadBundle(o.stateDir, o.rootDir, ns, id),
-			})
+			}
+			s.listed.typ, s.listed.fresh = e.Type(), true
+			entries = append(entries, s)
 		}
 	}
 	return entries, warnings
@@ -143,27 +150,39 @@ func forEach(limit, n int, fn func(i int)) {
 func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	obs := &s.obs
 	path := s.bundle.Path
-	// Opening it as a dir, never through a symlink, tells a dir from
-	// anything else: a look before (lstat) would cost a call per bundle.
-	names, err := readDirNames(path)
-	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) || errors.Is(err, fs.ErrNotExist) {
+	// What the entry is: on a pass's first look, the type the dir listing
+	// gave a moment ago (no call per bundle); afterwards, lstat.
+	if s.listed.fresh && s.listed.typ.IsDir() {
+		obs.Kind = lifecycle.KindDir
+	} else {
 		kindOf(obs, s, path)
+	}
+	s.listed.fresh = false
+	if obs.Kind != lifecycle.KindDir {
 		return
 	}
-	obs.Kind = lifecycle.KindDir
 	obs.ValidName = identifiers.Validate(obs.Namespace) == nil && identifiers.Validate(obs.ID) == nil
 	if !obs.ValidName {
 		return
 	}
-	if err != nil {
-		// Unreadable: nothing can be judged; it is not proof of emptiness.
-		s.note("read bundle: " + err.Error())
+	params, form, err := bootstrap.ReadForm(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// No bootstrap.json and no address: the bundle may be empty (a
+		// crash between making it and `shim start`). Only then is it
+		// listed.
+		names, rerr := readDirNames(path)
+		if rerr != nil {
+			// Unreadable: nothing can be judged; it is not proof of
+			// emptiness.
+			s.note("read bundle: " + rerr.Error())
+		}
+		obs.Empty = rerr == nil && len(names) == 0
+		if obs.Empty {
+			return
+		}
 	}
-	obs.Empty = err == nil && len(names) == 0
-	if obs.Empty {
-		return
-	}
-	obs.Joined = slices.Contains(names, layout.FileSandbox)
+	_, jerr := os.Lstat(filepath.Join(path, layout.FileSandbox))
+	obs.Joined = jerr == nil
 
 	// The records are read only where they can change the verdict.
 	obs.Container, obs.Sandbox = lifecycle.PresenceNotLooked, lifecycle.PresenceNotLooked
@@ -186,7 +205,6 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		}
 	}
 
-	params, form, err := bootstrap.ReadForm(path)
 	// Where to look for the shim: the recorded address, and, when there is
 	// none or it may be a damaged file read as an address, the default
 	// address of a shim started for this id.
@@ -277,7 +295,8 @@ func presence[T any](_ T, err error) lifecycle.Presence {
 	return lifecycle.PresenceUnknown
 }
 
-// kindOf says what an entry that is not a dir is, from lstat.
+// kindOf says what the entry is, from lstat: the scan never follows a
+// symlink.
 func kindOf(obs *lifecycle.Observation, s *scanned, path string) {
 	fi, err := os.Lstat(path)
 	switch {
@@ -288,11 +307,10 @@ func kindOf(obs *lifecycle.Observation, s *scanned, path string) {
 		obs.Kind = lifecycle.KindSymlink
 	case fi.Mode().IsRegular():
 		obs.Kind = lifecycle.KindFile
+	case fi.IsDir():
+		obs.Kind = lifecycle.KindDir
 	default:
-		// A dir here was put back between the open and the lstat: it
-		// is looked at again on the next probe.
 		obs.Kind = lifecycle.KindOther
-		s.note("not a dir when opened: " + fi.Mode().Type().String())
 	}
 }
 
