@@ -44,7 +44,7 @@ type image struct {
 // buildImages makes the pause and toybox images from the toybox binary at
 // path. The applets linked are the ones `toybox --list` prints, as
 // scripts/mkrootfs.sh does.
-func buildImages(path string) ([]image, error) {
+func buildImages(path string, critest bool) ([]image, error) {
 	bin, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -74,7 +74,15 @@ func buildImages(path string) ([]image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("toybox image: %w", err)
 	}
-	return []image{{PauseRef, pause}, {ToyboxRef, toybox}}, nil
+	imgs := []image{{PauseRef, pause}, {ToyboxRef, toybox}}
+	if critest {
+		more, err := critestImages(bin, applets)
+		if err != nil {
+			return nil, err
+		}
+		imgs = append(imgs, more...)
+	}
+	return imgs, nil
 }
 
 // entry is one file of a layer.

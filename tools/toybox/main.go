@@ -58,6 +58,7 @@ func init() {
 		"rm":       rm,
 		"sh":       sh,
 		"sleep":    sleep,
+		"top":      top,
 		"touch":    touch,
 		"true":     func(stdio, []string) int { return 0 },
 	}
@@ -184,6 +185,24 @@ func pause(stdio, []string) int {
 	defer stop()
 	<-sig
 	return 0
+}
+
+// top stands in for busybox top, the command cri-tools' critest gives most
+// of its containers: it prints a line of its own pid now and then until it
+// is told to stop, and exits 0 then, as pause does. Options are ignored.
+func top(st stdio, _ []string) int {
+	sig, stop := stopSignals()
+	defer stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		fmt.Fprintf(st.Stdout, "top: pid %d\n", os.Getpid())
+		select {
+		case <-sig:
+			return 0
+		case <-tick.C:
+		}
+	}
 }
 
 func echo(st stdio, args []string) int {

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// The images cri-tools' critest (v1.37.0, pkg/validate/consts.go) names,
+// under the paths they have on their registries: the driver (tools/critest)
+// maps gcr.io, registry.k8s.io and k8s.gcr.io to this registry in
+// hosts.toml, so the image names the tests compare stay the real ones.
+// Each is made of toybox like ToyboxRef; they differ where the tests look.
+// Not made: test-image-digest (the test pins a digest of upstream bytes)
+// and the nginx, httpd and nonewprivs images (real programs).
+const criToolsRepo = "k8s-staging-cri-tools/"
+
+// critestImages are the images for -critest, built on the toybox image's
+// files.
+func critestImages(bin []byte, applets []string) ([]image, error) {
+	base := v1.Config{Cmd: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}, WorkingDir: "/"}
+	files := toyboxFiles(bin, applets)
+	var out []image
+	add := func(cfg v1.Config, es []entry, refs ...string) error {
+		img, err := newImage(es, cfg)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", refs[0], err)
+		}
+		for _, r := range refs {
+			out = append(out, image{r, img})
+		}
+		return nil
+	}
+	with := func(f func(*v1.Config)) v1.Config {
+		c := base
+		c.Env = append([]string(nil), base.Env...)
+		f(&c)
+		return c
+	}
+
+	// One image under several tags: "with tag", "without tag", "all
+	// kinds of references" and the three tags of one image.
+	if err := add(base, files,
+		criToolsRepo+"test-image-tag:test", criToolsRepo+"test-image-tag:all",
+		criToolsRepo+"test-image-latest:latest",
+		criToolsRepo+"test-image-tags:1", criToolsRepo+"test-image-tags:2", criToolsRepo+"test-image-tags:3",
+	); err != nil {
+		return nil, err
+	}
+	// Three different images: a label tells their configs apart.
+	for i := 1; i <= 3; i++ {
+		cfg := with(func(c *v1.Config) { c.Labels = map[string]string{"test-image": fmt.Sprint(i)} })
+		if err := add(cfg, files, fmt.Sprintf("%stest-image-%d:latest", criToolsRepo, i)); err != nil {
+			return nil, err
+		}
+	}
+	// The image config's User, in its four forms (image.go: uid 1002,
+	// www-data, uid 1003 with a group, www-data with a group).
+	for ref, user := range map[string]string{
+		"test-image-user-uid":            "1002",
+		"test-image-user-username":       "www-data",
+		"test-image-user-uid-group":      "1003:1003",
+		"test-image-user-username-group": "www-data:www-data",
+	} {
+		cfg := with(func(c *v1.Config) { c.User = user })
+		if err := add(cfg, withUsers(files), criToolsRepo+ref+":latest"); err != nil {
+			return nil, err
+		}
+	}
+	// A user 1000 whose /etc/group makes it a member of group 50000
+	// (security_context_linux.go, SupplementalGroupsPolicy).
+	if err := add(base, withUsers(files), criToolsRepo+"test-image-predefined-group:latest"); err != nil {
+		return nil, err
+	}
+	// registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9, one image from
+	// two registries (image.go, image_id_consistency.go).
+	pause, err := newImage(pauseFiles(bin), v1.Config{Entrypoint: []string{"/pause"}, Env: []string{"PATH=/bin"}, WorkingDir: "/"})
+	if err != nil {
+		return nil, fmt.Errorf("pause:3.9 image: %w", err)
+	}
+	out = append(out, image{"pause:3.9", pause})
+	return out, nil
+}
+
+// withUsers is files with /etc/passwd and /etc/group listing www-data
+// (33), user 1000 and group 50000 holding user 1000.
+func withUsers(files []entry) []entry {
+	out := make([]entry, 0, len(files))
+	for _, e := range files {
+		switch e.Name {
+		case "etc/passwd":
+			e.Data = []byte("root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/false\n" +
+				"user:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+		case "etc/group":
+			e.Data = []byte("root:x:0:\nwww-data:x:33:\nuser:x:1000:\ngroup1:x:50000:user\nnogroup:x:65534:\n")
+		}
+		out = append(out, e)
+	}
+	return out
+}
