@@ -9,6 +9,7 @@
 #   make test         lint, unit, integration
 #   make demo         build, then scripts/demo.sh
 #   make bench        build, then the recovery benchmark against stock (root)
+#   make critest      build, then cri-tools' critest against stock and ours (root)
 #   make clean        remove bin/
 #
 # Everything is built from pinned module versions through the Go module proxy;
@@ -74,7 +75,7 @@ TOOLS := $(STOCK_BINS) $(BIN)/runc $(BIN)/toybox $(CRI_TOOLS)
 
 .DEFAULT_GOAL := build
 
-.PHONY: all tools cri-tools build unit integration lint fmt-check vet test demo bench clean FORCE
+.PHONY: all tools cri-tools build unit integration lint fmt-check vet test demo bench critest clean FORCE
 
 all: build
 
@@ -218,6 +219,17 @@ bench: build
 	$(GO_BUILD) -o $(BENCH_BIN)/floor.tmp ./bench/floor
 	@mv -f $(BENCH_BIN)/floor.tmp $(BENCH_BIN)/floor
 	$(BENCH_BIN)/bench -bin $(BIN) -tools $(BENCH_BIN) -repo $(ROOTDIR) $(BENCH_FLAGS)
+
+# cri-tools' validation suite (bin/critest) against stock containerd and
+# ours in one run (tools/critest): prints both pass sets and fails if ours
+# does not pass a spec stock passes. Needs root; offline (bin/testimages).
+# Extra flags through CRITEST_FLAGS, e.g. CRITEST_FLAGS="-focus Streaming -keep".
+CRITEST_FLAGS ?=
+critest: build
+	@echo "+ bin/critest-driver"
+	$(GO_BUILD) -o $(BIN)/critest-driver.tmp ./tools/critest
+	@mv -f $(BIN)/critest-driver.tmp $(BIN)/critest-driver
+	$(BIN)/critest-driver -bin $(BIN) $(CRITEST_FLAGS)
 
 clean:
 	rm -rf $(BIN)
