@@ -1,6 +1,7 @@
 # shimkeeper build and test entry points.
 #
-#   make tools        stock containerd binaries, runc, toybox and the CRI tools into bin/
+#   make tools        stock containerd binaries, runc, toybox, the CRI tools and
+#                     containerd 1.7 (daemon and runc shim) into bin/
 #   make cri-tools    crictl, critest, the CNI plugins (bin/cni/) and testimages
 #   make build        tools + our daemon, bin/containerd
 #   make unit         go test of everything but integration/
@@ -21,6 +22,9 @@
 # plugins) are built the same way; critest is a ginkgo test binary, which
 # `go install` cannot build, so it is `go test -c` inside its module in the
 # module cache. tools/testimages is a module of its own for the same reason.
+# containerd 1.7 (the upgrade tests) is `go build` inside its module in the
+# module cache too: its go.mod has exclude directives, which `go install
+# pkg@version` refuses.
 
 GO ?= go
 
@@ -35,6 +39,10 @@ CRI_TOOLS_PKG := sigs.k8s.io/cri-tools
 CRI_TOOLS_VERSION := v1.37.0
 CNI_PLUGINS_PKG := github.com/containernetworking/plugins
 CNI_PLUGINS_VERSION := v1.10.0
+# containerd 1.7, for the upgrade tests (integration/upgrade_test.go): its
+# daemon and its runc shim, built from the module proxy like critest.
+CONTAINERD17_PKG := github.com/containerd/containerd
+CONTAINERD17_VERSION := v1.7.35
 
 # Version stamping as in stock release builds (containerd's Makefile: VERSION,
 # REVISION, PACKAGE, and -s -w unless debugging). Set STRIP= to keep symbols.
@@ -64,7 +72,8 @@ STOCK_BINS := $(BIN)/ctr $(BIN)/containerd-shim-runc-v2 $(BIN)/containerd-stock
 CNI_BIN := $(BIN)/cni
 CNI_PLUGINS := $(CNI_BIN)/bridge $(CNI_BIN)/loopback $(CNI_BIN)/host-local $(CNI_BIN)/portmap
 CRI_TOOLS := $(BIN)/crictl $(BIN)/critest $(CNI_PLUGINS) $(BIN)/testimages
-TOOLS := $(STOCK_BINS) $(BIN)/runc $(BIN)/toybox $(CRI_TOOLS)
+CONTAINERD17_BINS := $(BIN)/containerd-1.7 $(BIN)/containerd-shim-runc-v2-1.7
+TOOLS := $(STOCK_BINS) $(BIN)/runc $(BIN)/toybox $(CRI_TOOLS) $(CONTAINERD17_BINS)
 
 # Each binary is written to a temp name and renamed into place, so rebuilding
 # never leaves a half-written binary for a test that is running at the time.
@@ -122,6 +131,39 @@ $(BIN)/toybox: $(wildcard tools/toybox/*.go) go.mod $(BIN)/.build-config
 	@echo "+ bin/toybox"
 	CGO_ENABLED=0 $(GO_BUILD) -ldflags '-s -w' -o $@.tmp ./tools/toybox
 	@mv -f $@.tmp $@
+
+# containerd 1.7 (the upgrade tests) has a stamp of its own, like the CRI
+# tools. Built as 1.7's Makefile builds it (urfave_cli_no_docs, the version
+# stamped into its own version package, the shim static without cgo), with
+# `go build` inside the module in the module cache, like critest: its own
+# go.mod and go.sum (-mod=readonly: the cache is read-only), so none of its
+# dependency versions reach our go.mod.
+CONTAINERD17_LDFLAGS := -X $(CONTAINERD17_PKG)/version.Version=$(CONTAINERD17_VERSION) \
+	-X $(CONTAINERD17_PKG)/version.Package=$(CONTAINERD17_PKG) $(STRIP)
+CONTAINERD17_BUILD_CONFIG := $(CONTAINERD17_VERSION) [$(CONTAINERD17_LDFLAGS)] [$(GO_TAGS)] $(shell $(GO) env GOVERSION)
+$(BIN)/.containerd-1.7-build-config: FORCE
+	@mkdir -p $(BIN)
+	@echo '$(CONTAINERD17_BUILD_CONFIG)' | cmp -s - $@ || echo '$(CONTAINERD17_BUILD_CONFIG)' > $@
+
+# containerd17_build: $(1) the package dir in the module, $(2) extra
+# environment, $(3) extra ldflags.
+define containerd17_build
+	@dir=$$(cd / && GOFLAGS= $(GO) mod download -json $(CONTAINERD17_PKG)@$(CONTAINERD17_VERSION) | \
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	if [ -z "$$dir" ]; then echo "$(CONTAINERD17_PKG)@$(CONTAINERD17_VERSION): no module dir" >&2; exit 1; fi; \
+	echo "cd $$dir && go build ./$(1)"; \
+	cd "$$dir" && $(2) GOFLAGS=-mod=readonly $(GO) build -buildvcs=false -tags "$(GO_TAGS)" \
+		-ldflags '$(CONTAINERD17_LDFLAGS) $(3)' -o $@.tmp ./$(1)
+	@mv -f $@.tmp $@
+endef
+
+$(BIN)/containerd-1.7: $(BIN)/.containerd-1.7-build-config
+	@echo "+ bin/containerd-1.7 ($(CONTAINERD17_VERSION))"
+	$(call containerd17_build,cmd/containerd,,)
+
+$(BIN)/containerd-shim-runc-v2-1.7: $(BIN)/.containerd-1.7-build-config
+	@echo "+ bin/containerd-shim-runc-v2-1.7 ($(CONTAINERD17_VERSION), static)"
+	$(call containerd17_build,cmd/containerd-shim-runc-v2,CGO_ENABLED=0,-extldflags "-static")
 
 # The CRI tools have a stamp of their own, so that moving their pins does not
 # rebuild containerd and runc (and the other way round). Static, like the
@@ -205,7 +247,8 @@ demo: build
 
 # The recovery benchmark (bench/, results in docs/benchmarks.md): our daemon
 # and stock containerd restarted alternately over the same shim populations.
-# Needs root; takes about 6 minutes on 2 cores. Extra flags through
+# Needs root; takes about 6 minutes on 2 cores (cri100, 100 CRI pods, runs
+# only when named in -cases). Extra flags through
 # BENCH_FLAGS, e.g. BENCH_FLAGS="-rounds 5 -cases live1000,runc -keep -pprof".
 BENCH_BIN := $(BIN)/bench
 BENCH_FLAGS ?=

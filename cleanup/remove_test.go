@@ -81,19 +81,6 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 func TestRemoveRefusesOutside(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "confine")
@@ -240,7 +227,7 @@ func TestAtomicRemove(t *testing.T) {
 		if err := AtomicRemove(dir, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(t, filepath.Join(dir, "ns")); len(got) != 0 {
+		if got := testshim.Names(t, filepath.Join(dir, "ns")); len(got) != 0 {
 			t.Fatalf("left behind %v", got)
 		}
 	})
@@ -253,7 +240,7 @@ func TestAtomicRemove(t *testing.T) {
 		if err := AtomicRemove(dir, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(t, dir); len(got) != 0 {
+		if got := testshim.Names(t, dir); len(got) != 0 {
 			t.Fatalf("left behind %v", got)
 		}
 	})
@@ -266,7 +253,7 @@ func TestAtomicRemove(t *testing.T) {
 		if err := AtomicRemove(dir, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(t, dir); len(got) != 0 {
+		if got := testshim.Names(t, dir); len(got) != 0 {
 			t.Fatalf("left behind %v", got)
 		}
 	})
@@ -282,7 +269,7 @@ func TestAtomicRemove(t *testing.T) {
 		if err := AtomicRemove(dir, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(t, dir); len(got) != 0 {
+		if got := testshim.Names(t, dir); len(got) != 0 {
 			t.Fatalf("left behind %v", got)
 		}
 		check()
@@ -298,7 +285,7 @@ func TestAtomicRemove(t *testing.T) {
 		if err := AtomicRemove(dir, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(t, dir); len(got) != 0 {
+		if got := testshim.Names(t, dir); len(got) != 0 {
 			t.Fatalf("left behind %v", got)
 		}
 		check()
@@ -309,7 +296,7 @@ func TestAtomicRemove(t *testing.T) {
 		if err := AtomicRemove(dir, filepath.Join(dir, "missing")); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(t, dir); len(got) != 0 {
+		if got := testshim.Names(t, dir); len(got) != 0 {
 			t.Fatalf("created %v", got)
 		}
 	})
@@ -321,7 +308,7 @@ func TestAtomicRemove(t *testing.T) {
 		if err := AtomicRemove(dir, p); err != nil {
 			t.Fatal(err)
 		}
-		if got := names(t, dir); len(got) != 0 {
+		if got := testshim.Names(t, dir); len(got) != 0 {
 			t.Fatalf("left behind %v", got)
 		}
 	})
@@ -353,7 +340,7 @@ func TestFinishPending(t *testing.T) {
 	if want := []string{".a", ".b"}; !slices.Equal(done, want) {
 		t.Errorf("FinishPending removed %v, want %v", done, want)
 	}
-	got := names(t, parent)
+	got := testshim.Names(t, parent)
 	if want := []string{".file", ".link", "a", "c"}; !slices.Equal(got, want) {
 		t.Errorf("left %v, want %v", got, want)
 	}
@@ -414,10 +401,10 @@ func TestDeleteBundle(t *testing.T) {
 			if err := DeleteBundle(p); err != nil {
 				t.Fatalf("DeleteBundle #%d: %v", i+1, err)
 			}
-			if got := names(t, filepath.Join(p.StateDir, p.Namespace)); len(got) != 0 {
+			if got := testshim.Names(t, filepath.Join(p.StateDir, p.Namespace)); len(got) != 0 {
 				t.Fatalf("state ns dir holds %v", got)
 			}
-			if got := names(t, filepath.Join(p.RootDir, p.Namespace)); len(got) != 0 {
+			if got := testshim.Names(t, filepath.Join(p.RootDir, p.Namespace)); len(got) != 0 {
 				t.Fatalf("root ns dir holds %v", got)
 			}
 		}

@@ -54,19 +54,7 @@ func TestShimValidate(t *testing.T) {
 		{name: "cleaned still 43", cfg: Shim{SocketDir: dir43 + "//"}, wantKey: ShimSection + ".socket_dir"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.cfg.Validate()
-			if tc.wantKey == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("expected an error")
-			}
-			if !strings.Contains(err.Error(), tc.wantKey) {
-				t.Errorf("error %q does not name %s", err, tc.wantKey)
-			}
+			requireNamesKey(t, tc.cfg.Validate(), tc.wantKey)
 		})
 	}
 }
@@ -124,19 +112,7 @@ func TestTaskValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultTask()
 			tc.mod(c)
-			err := c.Validate()
-			if tc.wantKey == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("expected an error")
-			}
-			if !strings.Contains(err.Error(), tc.wantKey) {
-				t.Errorf("error %q does not name %s", err, tc.wantKey)
-			}
+			requireNamesKey(t, c.Validate(), tc.wantKey)
 		})
 	}
 }
@@ -405,5 +381,19 @@ func TestTimeoutsFrom(t *testing.T) {
 	}
 	if _, err := TimeoutsFrom(map[string]string{TimeoutCleanup: "soon"}); err == nil || !strings.Contains(err.Error(), `timeouts."`+TimeoutCleanup+`"`) {
 		t.Errorf("bad duration: %v, want an error naming the key", err)
+	}
+}
+
+// requireNamesKey checks a Validate error: none when wantKey is "", else
+// one that names wantKey.
+func requireNamesKey(t *testing.T, err error, wantKey string) {
+	t.Helper()
+	switch {
+	case wantKey == "" && err != nil:
+		t.Fatalf("unexpected error: %v", err)
+	case wantKey != "" && err == nil:
+		t.Fatal("expected an error")
+	case wantKey != "" && !strings.Contains(err.Error(), wantKey):
+		t.Errorf("error %q does not name %s", err, wantKey)
 	}
 }

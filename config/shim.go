@@ -49,25 +49,12 @@ func (c *Shim) Validate() error {
 	return nil
 }
 
-// SocketDirInUse returns the socket dir the daemon uses: the configured one,
-// cleaned, or stock's default: root's (neither created nor checked here;
-// the shim creates it), otherwise the first candidate that is short
+// SocketDirInUse returns the socket dir the daemon uses: the configured
+// one, cleaned, or stock's default: root's (neither created nor checked
+// here; the shim creates it), otherwise the first candidate that is short
 // enough, creatable 0700 and owned by the user.
 func (c *Shim) SocketDirInUse() (string, error) {
-	if c.SocketDir != "" {
-		return filepath.Clean(c.SocketDir), nil
-	}
-	uid := os.Geteuid()
-	candidates := layout.SocketDirCandidates(uid, os.Getenv("XDG_RUNTIME_DIR"))
-	if uid == 0 {
-		return candidates[0], nil
-	}
-	for _, d := range candidates {
-		if len(d) <= layout.MaxSocketDirLen && usableSocketDir(d, uid) {
-			return d, nil
-		}
-	}
-	return "", fmt.Errorf("%s.socket_dir: no usable default socket directory for this user; configure one", ShimSection)
+	return c.socketDir(usableSocketDir, "no usable default socket directory for this user; configure one")
 }
 
 // SocketDirReadOnly returns the socket dir the daemon would use, without
@@ -75,6 +62,16 @@ func (c *Shim) SocketDirInUse() (string, error) {
 // user, the default depends on which candidate dir can be created, so it
 // is the first candidate that already exists as a dir.
 func (c *Shim) SocketDirReadOnly() (string, error) {
+	exists := func(dir string, _ int) bool {
+		fi, err := os.Stat(dir)
+		return err == nil && fi.IsDir()
+	}
+	return c.socketDir(exists, "not set, and no default socket directory exists for this user")
+}
+
+// socketDir is the configured dir, or root's default, or the first
+// candidate of another user's that is short enough and usable.
+func (c *Shim) socketDir(usable func(dir string, uid int) bool, none string) (string, error) {
 	if c.SocketDir != "" {
 		return filepath.Clean(c.SocketDir), nil
 	}
@@ -84,11 +81,11 @@ func (c *Shim) SocketDirReadOnly() (string, error) {
 		return candidates[0], nil
 	}
 	for _, d := range candidates {
-		if fi, err := os.Stat(d); err == nil && fi.IsDir() && len(d) <= layout.MaxSocketDirLen {
+		if len(d) <= layout.MaxSocketDirLen && usable(d, uid) {
 			return d, nil
 		}
 	}
-	return "", fmt.Errorf("%s.socket_dir: not set, and no default socket directory exists for this user", ShimSection)
+	return "", fmt.Errorf("%s.socket_dir: %s", ShimSection, none)
 }
 
 func usableSocketDir(dir string, uid int) bool {

@@ -45,8 +45,8 @@ type Task struct {
 	// shim found is judged, as stock containerd does (bounded by
 	// recovery_deadline), the task runtime's and the shim sandbox
 	// controller's alike. When false (the default), it serves as soon as
-	// the bundles are listed; a call that names a shim not yet judged, or
-	// lists its namespace, waits for the verdict.
+	// the bundles are listed; a call that names a shim not yet judged
+	// waits for the verdict, and a listing shows it UNKNOWN until then.
 	RecoveryHoldStart bool `toml:"recovery_hold_start"`
 }
 

@@ -85,6 +85,23 @@ func (g *Set) Wait(ctx context.Context, ns, id string) error {
 	return nil
 }
 
+// Key is one ns/id of a Set.
+type Key struct{ Namespace, ID string }
+
+// Keys lists the closed gates of namespace ns, or of every namespace
+// when ns is empty.
+func (g *Set) Keys(ns string) []Key {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Key
+	for k := range g.m {
+		if kns, id, _ := strings.Cut(k, "/"); ns == "" || kns == ns {
+			out = append(out, Key{kns, id})
+		}
+	}
+	return out
+}
+
 // Count is the number of closed gates.
 func (g *Set) Count() int {
 	g.mu.Lock()

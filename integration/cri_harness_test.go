@@ -7,19 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // The CRI side of the harness: a daemon started withCRI() has the CRI
@@ -82,9 +78,7 @@ type criEnv struct {
 	Registry     string // host:port of the test's registry
 	Digests      map[string]string
 
-	registryCmd    *exec.Cmd
-	registryStdin  io.Closer
-	registryExited chan struct{}
+	reg *crihost.Registry
 
 	// Runtimes are the CRI runtime handlers configured besides the
 	// default "runc" (withCRIRuntime).
@@ -151,25 +145,7 @@ func (c *criEnv) setup(t testing.TB, d *Daemon) {
 	// The bridge plugin with host-local IPAM, then portmap as in
 	// containerd's own example conflist (a pass-through for pods
 	// without port mappings). The loopback plugin is added by CRI.
-	conflist, err := json.MarshalIndent(map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       c.Network,
-		"plugins": []any{
-			map[string]any{
-				"type":        "bridge",
-				"bridge":      c.Bridge,
-				"isGateway":   false,
-				"ipMasq":      false,
-				"hairpinMode": false,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": criSubnet}}},
-					"dataDir": c.IPAMDir,
-				},
-			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
-	}, "", "  ")
+	conflist, err := crihost.Conflist(c.Network, c.Bridge, criSubnet, c.IPAMDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,111 +166,44 @@ func (c *criEnv) setup(t testing.TB, d *Daemon) {
 	}
 	// Plain HTTP, no TLS keys at all: with skip_verify (or a CA) set,
 	// containerd tries HTTPS first on an http:// host.
-	hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n",
-		"http://"+c.Registry, "http://"+c.Registry)
+	hosts := crihost.HostsTOML(c.Registry)
 	if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// registryState is what testimages writes to -state.
-type registryState struct {
-	Addr   string            `json:"addr"`
-	Images map[string]string `json:"images"`
-}
-
-// startRegistry starts bin/testimages with its state file in the test dir
-// (so the harness teardown kills it by its argv, and it exits by itself
-// when the test binary dies and its stdin pipe closes) and waits until it
-// serves every image.
+// startRegistry starts bin/testimages and waits until it serves every
+// image the tests use.
 func (c *criEnv) startRegistry(t testing.TB, d *Daemon) {
 	t.Helper()
-	statePath := filepath.Join(c.Dir, "registry.json")
 	logPath := filepath.Join(c.Dir, "registry.log")
-	logf, err := os.Create(logPath)
+	r, err := crihost.StartRegistry(bin("testimages"), []string{"-toybox", bin("toybox"), "-v"},
+		filepath.Join(c.Dir, "registry.json"), logPath, registryStartLimit,
+		strings.TrimPrefix(criPauseImage, criRegistryHost+"/"), strings.TrimPrefix(criToyboxImage, criRegistryHost+"/"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin("testimages"), "-toybox", bin("toybox"), "-listen", "127.0.0.1:0",
-		"-state", statePath, "-exit-on-eof", "-v")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin("testimages"), err)
-	}
-	c.registryCmd, c.registryStdin = cmd, stdin
-	c.registryExited = make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(c.registryExited)
-
-	var st registryState
-	msg := eventually(registryStartLimit, func() string {
-		select {
-		case <-c.registryExited:
-			return "exited"
-		default:
-		}
-		b, err := os.ReadFile(statePath)
-		if err != nil {
-			return err.Error()
-		}
-		if err := json.Unmarshal(b, &st); err != nil {
-			return err.Error()
-		}
-		return ""
-	})
-	if msg != "" {
 		b, _ := os.ReadFile(logPath)
-		t.Fatalf("registry (bin/testimages) not serving after %s: %s\n%s", registryStartLimit, msg, b)
+		t.Fatalf("%v\n%s", err, b)
 	}
-	c.Registry = st.Addr
+	c.reg, c.Registry = r, r.Addr
 	c.Digests = map[string]string{}
-	for ref, digest := range st.Images {
+	for ref, digest := range r.Images {
 		c.Digests[criRegistryHost+"/"+ref] = digest
-	}
-	for _, ref := range []string{criPauseImage, criToyboxImage} {
-		if c.Digests[ref] == "" {
-			t.Fatalf("registry serves %v, not %s", st.Images, ref)
-		}
 	}
 }
 
 // config is the CRI part of config.toml.
 func (c *criEnv) config(d *Daemon) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[plugins.%q]\n", "io.containerd.grpc.v1.cri")
-	b.WriteString("  disable_tcp_service = true\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\n")
-
-	fmt.Fprintf(&b, "[plugins.%q]\n  snapshotter = \"overlayfs\"\n", "io.containerd.cri.v1.images")
-	fmt.Fprintf(&b, "  [plugins.%q.pinned_images]\n    sandbox = %q\n", "io.containerd.cri.v1.images", criPauseImage)
-	fmt.Fprintf(&b, "  [plugins.%q.registry]\n    config_path = %q\n\n", "io.containerd.cri.v1.images", c.HostsDir)
-
-	rt := "io.containerd.cri.v1.runtime"
-	fmt.Fprintf(&b, "[plugins.%q]\n", rt)
-	b.WriteString("  netns_mounts_under_state_dir = true\n")
-	if !haveCapSysResource() {
-		// Without CAP_SYS_RESOURCE (some sandboxes drop it) runc cannot
-		// lower oom_score_adj to the -998 CRI gives the pause container;
-		// restrict clamps it to ours, as for rootless containerd.
-		b.WriteString("  restrict_oom_score_adj = true\n")
+	cfg := crihost.Config{
+		PauseImage: criPauseImage,
+		HostsDir:   c.HostsDir,
+		CDIDir:     filepath.Join(c.Dir, "cdi"),
+		CNIBinDir:  bin("cni"),
+		CNIConfDir: c.CNIConfDir,
 	}
-	fmt.Fprintf(&b, "  cdi_spec_dirs = [%q]\n", filepath.Join(c.Dir, "cdi"))
-	fmt.Fprintf(&b, "  [plugins.%q.cni]\n    bin_dirs = [%q]\n    conf_dir = %q\n    max_conf_num = 1\n",
-		rt, bin("cni"), c.CNIConfDir)
-	fmt.Fprintf(&b, "  [plugins.%q.containerd]\n    default_runtime_name = \"runc\"\n", rt)
 	for _, r := range append([]criRuntime{{Name: "runc"}}, c.Runtimes...) {
-		fmt.Fprintf(&b, "    [plugins.%q.containerd.runtimes.%s]\n      runtime_type = \"io.containerd.runc.v2\"\n", rt, r.Name)
-		if r.Sandboxer != "" {
-			fmt.Fprintf(&b, "      sandboxer = %q\n", r.Sandboxer)
-		}
-		fmt.Fprintf(&b, "      [plugins.%q.containerd.runtimes.%s.options]\n", rt, r.Name)
-		fmt.Fprintf(&b, "        BinaryName = %q\n        Root = %q\n        SystemdCgroup = false\n", bin("runc"), d.RuncRoot)
+		cfg.Runtimes = append(cfg.Runtimes, crihost.Runtime{Name: r.Name, Sandboxer: r.Sandboxer, BinaryName: bin("runc"), Root: d.RuncRoot})
 	}
-	return b.String()
+	return cfg.TOML()
 }
 
 // crictlCtx runs bin/crictl against the daemon and never fails the test.
@@ -484,17 +393,9 @@ func (c *criEnv) cniCacheEntries() []string {
 // cache entries of the test's pods.
 func (c *criEnv) teardown() []error {
 	var errs []error
-	if c.registryCmd != nil {
-		_ = c.registryStdin.Close()
-		select {
-		case <-c.registryExited:
-		case <-time.After(5 * time.Second):
-			_ = c.registryCmd.Process.Kill()
-			<-c.registryExited
-		}
-	}
+	c.reg.Stop()
 	if c.Bridge != "" && isDir(filepath.Join("/sys/class/net", c.Bridge)) {
-		if err := deleteBridge(c.Bridge); err != nil {
+		if err := crihost.DeleteBridge(c.Bridge); err != nil {
 			errs = append(errs, err)
 		} else if isDir(filepath.Join("/sys/class/net", c.Bridge)) {
 			errs = append(errs, fmt.Errorf("bridge %s still there after its deletion", c.Bridge))
@@ -507,48 +408,4 @@ func (c *criEnv) teardown() []error {
 		}
 	}
 	return errs
-}
-
-// haveCapSysResource reports whether this process has CAP_SYS_RESOURCE in
-// its effective set (and so may lower oom_score_adj).
-func haveCapSysResource() bool {
-	const capSysResource = 24
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			v, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-			return err == nil && v&(1<<capSysResource) != 0
-		}
-	}
-	return false
-}
-
-// deleteBridge sets the bridge device down and deletes it, with the
-// bridge ioctls (no iproute2 needed).
-func deleteBridge(name string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bridge %s: get flags: %w", name, err)
-	}
-	ifr.SetUint16(ifr.Uint16() &^ unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("bridge %s: set down: %w", name, err)
-	}
-	var buf [unix.IFNAMSIZ]byte
-	copy(buf[:], name)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCBRDELBR, uintptr(unsafe.Pointer(&buf[0]))); errno != 0 {
-		return fmt.Errorf("bridge %s: delete: %w", name, errno)
-	}
-	return nil
 }

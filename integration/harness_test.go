@@ -170,6 +170,9 @@ type Daemon struct {
 
 	cri *criEnv // CRI enabled (withCRI): its registry, CNI and crictl setup
 
+	configFn  func(*Daemon) string // config.toml instead of config() (withConfig)
+	pathFirst []string             // dirs before binDir in the daemon's PATH, read at each Start
+
 	leaksChecked bool
 }
 
@@ -178,6 +181,18 @@ type daemonOption func(*Daemon)
 
 // withBinary starts the daemon from bin instead of DAEMON.
 func withBinary(bin string) daemonOption { return func(d *Daemon) { d.bin = bin } }
+
+// withConfig writes cfg(d) as config.toml instead of the harness's own
+// config (cfg runs once the daemon's paths are set).
+func withConfig(cfg func(*Daemon) string) daemonOption {
+	return func(d *Daemon) { d.configFn = cfg }
+}
+
+// withPathFirst puts dirs before bin/ in the daemon's PATH, where it looks
+// for shim binaries (until d.pathFirst is changed before a later Start).
+func withPathFirst(dirs ...string) daemonOption {
+	return func(d *Daemon) { d.pathFirst = dirs }
+}
 
 // newDaemon prepares a daemon's directories, config and rootfs, registers
 // the cleanup that tears all of it down, and starts the daemon.
@@ -218,7 +233,11 @@ func newDaemon(t *testing.T, opts ...daemonOption) *Daemon {
 	if d.cri != nil {
 		d.cri.setup(t, d)
 	}
-	if err := os.WriteFile(d.ConfigPath, []byte(d.config()), 0o600); err != nil {
+	cfg := d.config()
+	if d.configFn != nil {
+		cfg = d.configFn(d)
+	}
+	if err := os.WriteFile(d.ConfigPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(filepath.Join(repoRoot, "scripts", "mkrootfs.sh"), d.Rootfs).CombinedOutput(); err != nil {
@@ -291,7 +310,8 @@ func (d *Daemon) Start() {
 	fmt.Fprintf(logf, "\n=== integration: start #%d: %s ===\n", d.starts, d.bin)
 
 	cmd := exec.Command(d.bin, "--config", d.ConfigPath)
-	cmd.Env = append(os.Environ(), "PATH="+binDir()+":"+os.Getenv("PATH"))
+	path := strings.Join(append(append([]string(nil), d.pathFirst...), binDir(), os.Getenv("PATH")), ":")
+	cmd.Env = append(os.Environ(), "PATH="+path)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

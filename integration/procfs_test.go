@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // proc is what the tests need to know about one process from /proc.
@@ -268,18 +270,7 @@ func thawCgroups(ns string) {
 func removeCgroups(ns string) []error {
 	var errs []error
 	for _, dir := range cgroupNamespaceDirs(ns) {
-		var dirs []string
-		_ = filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := syscall.Rmdir(dirs[i]); err != nil && err != syscall.ENOENT {
-				errs = append(errs, fmt.Errorf("rmdir %s: %w", dirs[i], err))
-			}
-		}
+		errs = append(errs, testshim.RmdirTree(dir)...)
 	}
 	return errs
 }

@@ -32,6 +32,8 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
+		// Only the temp file this call created, by the name CreateTemp
+		// gave it: nothing anyone else writes or reads.
 		_ = os.Remove(tmp)
 		return err
 	}

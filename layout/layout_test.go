@@ -16,6 +16,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/plugins"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // The names are stock's: containerd names plugin dirs Type.ID.
@@ -140,19 +142,6 @@ func TestShimSocketAddress(t *testing.T) {
 }
 
 // names lists a dir.
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 func TestWriteFileAtomic(t *testing.T) {
 	old := syscall.Umask(0o077) // perm is set exactly, whatever the umask
 	t.Cleanup(func() { syscall.Umask(old) })
@@ -175,7 +164,7 @@ func TestWriteFileAtomic(t *testing.T) {
 			name: "replaces a file",
 			setup: func(t *testing.T, dir string) string {
 				p := filepath.Join(dir, "f")
-				mustWrite(t, p, "old content, longer than the new one")
+				testshim.MustWrite(t, p, "old content, longer than the new one")
 				return p
 			},
 			perm: 0o600, left: []string{"f"},
@@ -183,7 +172,7 @@ func TestWriteFileAtomic(t *testing.T) {
 		{
 			name: "replaces a symlink, not its target",
 			setup: func(t *testing.T, dir string) string {
-				mustWrite(t, filepath.Join(dir, "target"), "target")
+				testshim.MustWrite(t, filepath.Join(dir, "target"), "target")
 				p := filepath.Join(dir, "f")
 				if err := os.Symlink("target", p); err != nil {
 					t.Fatal(err)
@@ -196,7 +185,7 @@ func TestWriteFileAtomic(t *testing.T) {
 			name: "path is a non-empty dir: fails, dir untouched, no temp",
 			setup: func(t *testing.T, dir string) string {
 				p := filepath.Join(dir, "f")
-				mustWrite(t, filepath.Join(p, "inside"), "inside")
+				testshim.MustWrite(t, filepath.Join(p, "inside"), "inside")
 				return p
 			},
 			perm: 0o644, wantErr: true, left: []string{"f"},
@@ -213,7 +202,7 @@ func TestWriteFileAtomic(t *testing.T) {
 			before, _ := os.ReadFile(path)
 			data := []byte("new\n")
 			err := WriteFileAtomic(path, data, tc.perm)
-			if got := names(t, dir); !equal(got, tc.left) {
+			if got := testshim.Names(t, dir); !equal(got, tc.left) {
 				t.Errorf("dir holds %q, want %q", got, tc.left)
 			}
 			if tc.wantErr {
@@ -265,17 +254,7 @@ func TestWriteFileAtomicConcurrent(t *testing.T) {
 	if len(got) != 64<<10 || !bytes.Equal(got, bytes.Repeat(got[:1], len(got))) {
 		t.Errorf("mixed content: %d bytes starting %q", len(got), got[:min(len(got), 8)])
 	}
-	if left := names(t, dir); !equal(left, []string{"f"}) {
+	if left := testshim.Names(t, dir); !equal(left, []string{"f"}) {
 		t.Errorf("dir holds %q", left)
-	}
-}
-
-func mustWrite(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,11 +48,18 @@ func TestPendingWaits(t *testing.T) {
 		t.Errorf("All in b: %v", err)
 	}
 
-	// A pending id, its namespace and every namespace wait.
+	// A call that names a pending id waits; a listing does not (it lists
+	// the id with an unknown state: TestPendingTasksBeforeServing).
+	for _, all := range []bool{false, true} {
+		ctx, cancel := short(a)
+		ts, err := m.tasks(ctx, all)
+		cancel()
+		if err != nil || len(ts) != 1+btoi(all) {
+			t.Errorf("tasks (all %v) while a/x and ab/y pend: %d, %v; want them listed at once", all, len(ts), err)
+		}
+	}
 	for name, call := range map[string]func(context.Context) error{
 		"Get a/x":    func(ctx context.Context) error { _, err := m.Get(ctx, "x"); return err },
-		"All in a":   func(ctx context.Context) error { _, err := m.tasks(ctx, false); return err },
-		"All":        func(ctx context.Context) error { _, err := m.tasks(ctx, true); return err },
 		"waitHeld x": func(ctx context.Context) error { return m.WaitHeldCtx(ctx, "x") },
 	} {
 		ctx, cancel := short(a)
@@ -105,7 +113,8 @@ func TestPendingTasksBeforeServing(t *testing.T) {
 		t.Errorf("tasks before serving took %s", d)
 	}
 
-	// Serving: a list waits for the verdicts.
+	// Serving: a list answers at once, with a/x listed as a task whose
+	// state is unknown and whose calls fail Unavailable; b's list has none.
 	l, err := net.Listen("unix", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +122,29 @@ func TestPendingTasksBeforeServing(t *testing.T) {
 	defer l.Close()
 	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := m.tasks(sctx, false); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("tasks while serving with a/x pending: %v, want it to wait", err)
+	ts, err = m.tasks(sctx, false)
+	if err != nil || len(ts) != 1 || ts[0].ID() != "x" || ts[0].Namespace() != "a" {
+		t.Fatalf("tasks while serving with a/x pending: %v, %v; want a/x, at once", ts, err)
 	}
+	st, err := ts[0].State(sctx)
+	if err != nil || st.Status != 0 {
+		t.Errorf("state of a task not judged yet: %+v, %v; want unknown, no error", st, err)
+	}
+	if _, err := ts[0].Pids(sctx); !errdefs.IsUnavailable(err) || !strings.Contains(err.Error(), "not judged") {
+		t.Errorf("pids of a task not judged yet: %v, want Unavailable, saying why", err)
+	}
+	if ts, err := m.tasks(namespaces.WithNamespace(sctx, "b"), false); err != nil || len(ts) != 0 {
+		t.Errorf("tasks of namespace b: %v, %v; want none", ts, err)
+	}
+	// Get, which names the id, still waits for the verdict.
+	if _, err := m.Get(sctx, "x"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("get of a pending id: %v, want it to wait", err)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -10,12 +10,13 @@ import (
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/shimkeeper/shimkeeper/gates"
 	"github.com/shimkeeper/shimkeeper/shimconn"
 )
 
 // serving reports whether containerd's grpc address accepts connections:
-// once it does, a list comes from a client and waits for the verdicts;
-// before, it comes from a plugin's init. A Manager without an address
+// once it does, a list comes from a client and shows the shims not yet
+// judged too; before, it comes from a plugin's init. A Manager without an address
 // (tests) counts as serving.
 func (m *Manager) serving() bool {
 	if m.cfg.Address == "" || m.servingSeen.Load() {
@@ -43,37 +44,66 @@ func (m *Manager) WaitServing(ctx context.Context) error {
 	return nil
 }
 
-// tasks lists the registered tasks. Once the daemon serves, it waits until
-// recovery has judged every shim it lists from. Before, it does not wait:
-// the one such caller, the task service's init handing tasks to the task
-// monitor, gets the tasks judged so far, and recovery hands each task it
+// tasks lists the registered tasks and never waits for recovery. Once
+// the daemon serves, a shim recovery has not judged yet is listed too, at
+// once, as a task whose state is unknown: a listing shows every task
+// found, and a hung shim's probe delays nothing but its own entry (a call
+// that names the id, Get, still waits for the verdict). Before serving,
+// the one caller, the task service's init handing tasks to the task
+// monitor, gets only the tasks judged so far; recovery hands each task it
 // adopts to the monitor itself (see SetTaskMonitor).
 func (m *Manager) tasks(ctx context.Context, all bool) ([]runtime.Task, error) {
-	if m.serving() {
-		ns := ""
-		if !all {
-			var err error
-			if ns, err = namespaces.NamespaceRequired(ctx); err != nil {
-				return nil, err
-			}
-		}
-		if err := m.waitPending(ctx, ns, ""); err != nil {
+	ns := ""
+	if !all {
+		var err error
+		if ns, err = namespaces.NamespaceRequired(ctx); err != nil {
 			return nil, err
 		}
+	}
+	// Pending ids first: recovery registers a shim before it releases
+	// its id, so an id judged between the two reads is in the second.
+	var pending []gates.Key
+	if m.serving() {
+		pending = m.pending.Keys(ns)
 	}
 	shims, err := m.shims.GetAll(ctx, all)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]runtime.Task, 0, len(shims))
+	out := make([]runtime.Task, 0, len(shims)+len(pending))
+	listed := make(map[gates.Key]bool, len(shims))
 	for _, s := range shims {
 		t, err := newTask(s)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, t)
+		listed[gates.Key{Namespace: s.Namespace(), ID: s.ID()}] = true
+	}
+	since := time.Now()
+	for _, k := range pending {
+		if listed[k] {
+			continue
+		}
+		listed[k] = true
+		t, err := newTask(notJudged(k, since))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
 	}
 	return out, nil
+}
+
+// notJudged is the listing entry of a shim recovery has not judged yet:
+// its state is unknown, and a call on it fails Unavailable (never
+// NotFound: it may be alive). Only a listing hands it out.
+func notJudged(k gates.Key, since time.Time) *Shim {
+	return &Shim{
+		bundle:            &Bundle{ID: k.ID, Namespace: k.Namespace},
+		unresponsiveSince: since,
+		unresponsiveWhy:   "recovery has not judged it yet",
+	}
 }
 
 // SetTaskMonitor gives the manager the daemon's task monitor (cgroup

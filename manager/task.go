@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
+	"google.golang.org/grpc/status"
 
 	"github.com/containerd/containerd/v2/core/runtime"
 	"github.com/containerd/containerd/v2/pkg/archive"
@@ -45,8 +46,16 @@ func newTask(s *Shim) (*Task, error) {
 	return &Task{Shim: s, task: tc}, nil
 }
 
-// native converts a shim error to containerd's error classes.
-func native(err error) error { return errgrpc.ToNative(err) }
+// native converts a shim error to containerd's error classes. A
+// placeholder's error (not from a shim: no grpc status) is Unavailable
+// already, and keeps that class: a client must never take a task that may
+// be alive for one that is gone, nor see it as an unknown failure.
+func native(err error) error {
+	if _, isStatus := status.FromError(err); !isStatus && errdefs.IsUnavailable(err) {
+		return err
+	}
+	return errgrpc.ToNative(err)
+}
 
 // PID is the task's pid, from the task API Connect.
 func (t *Task) PID(ctx context.Context) (uint32, error) {

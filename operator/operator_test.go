@@ -57,7 +57,7 @@ state = %q
 [plugins."io.containerd.runtime.v2.task"]
   recovery_probe_timeout = "300ms"
 %s`, f.root, f.state, filepath.Join(dir, "c.sock"), sd, extra)
-	mustWrite(t, f.config, cfg)
+	testshim.MustWrite(t, f.config, cfg)
 	for _, d := range []string{f.taskState(), f.taskRoot(), filepath.Dir(f.metaDB())} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			t.Fatal(err)
@@ -73,23 +73,13 @@ state = %q
 	return f
 }
 
-func mustWrite(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // bundle creates <task state>/<ns>/<id> with a bootstrap.json pointing at
 // socket and a shim-binary-path naming binary.
 func (f *fixture) bundle(t *testing.T, ns, id, socket, binary string) {
 	t.Helper()
 	b := filepath.Join(f.taskState(), ns, id)
-	mustWrite(t, filepath.Join(b, "bootstrap.json"), fmt.Sprintf(`{"version":3,"address":"unix://%s","protocol":"ttrpc"}`, socket))
-	mustWrite(t, filepath.Join(b, "shim-binary-path"), binary)
+	testshim.MustWrite(t, filepath.Join(b, "bootstrap.json"), fmt.Sprintf(`{"version":3,"address":"unix://%s","protocol":"ttrpc"}`, socket))
+	testshim.MustWrite(t, filepath.Join(b, "shim-binary-path"), binary)
 	if err := os.MkdirAll(filepath.Join(f.taskRoot(), ns, id), 0o711); err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +149,7 @@ func TestPlanFixture(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(f.taskState(), ns, "empty"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	mustWrite(t, filepath.Join(f.taskState(), ns, "afile"), "not a bundle")
+	testshim.MustWrite(t, filepath.Join(f.taskState(), ns, "afile"), "not a bundle")
 	if err := os.MkdirAll(filepath.Join(f.taskState(), ns, ".pending"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +242,7 @@ func TestPlanBadInput(t *testing.T) {
 		{
 			name: "config is not TOML",
 			setup: func(t *testing.T, f *fixture) Options {
-				mustWrite(t, f.config, "version = 3\nroot = [\n\n")
+				testshim.MustWrite(t, f.config, "version = 3\nroot = [\n\n")
 				return Options{ConfigPath: f.config, ConfigSet: true}
 			},
 			want: []string{"config.toml"},
@@ -261,7 +251,7 @@ func TestPlanBadInput(t *testing.T) {
 			name: "bad recovery setting",
 			setup: func(t *testing.T, f *fixture) Options {
 				data, _ := os.ReadFile(f.config)
-				mustWrite(t, f.config, strings.Replace(string(data), `"300ms"`, `"-1s"`, 1))
+				testshim.MustWrite(t, f.config, strings.Replace(string(data), `"300ms"`, `"-1s"`, 1))
 				return Options{ConfigPath: f.config, ConfigSet: true}
 			},
 			want: []string{"recovery_probe_timeout", "must be a positive duration"},
@@ -270,7 +260,7 @@ func TestPlanBadInput(t *testing.T) {
 			name: "bad timeout",
 			setup: func(t *testing.T, f *fixture) Options {
 				data, _ := os.ReadFile(f.config)
-				mustWrite(t, f.config, string(data)+"\n[timeouts]\n  \"io.containerd.timeout.shim.load\" = \"soon\"\n")
+				testshim.MustWrite(t, f.config, string(data)+"\n[timeouts]\n  \"io.containerd.timeout.shim.load\" = \"soon\"\n")
 				return Options{ConfigPath: f.config, ConfigSet: true}
 			},
 			want: []string{"io.containerd.timeout.shim.load", "soon"},
@@ -295,7 +285,7 @@ func TestPlanBadInput(t *testing.T) {
 		{
 			name: "metadata database empty",
 			setup: func(t *testing.T, f *fixture) Options {
-				mustWrite(t, f.metaDB(), "")
+				testshim.MustWrite(t, f.metaDB(), "")
 				return Options{ConfigPath: f.config, ConfigSet: true}
 			},
 			want: []string{"meta.db is empty"},
@@ -303,7 +293,7 @@ func TestPlanBadInput(t *testing.T) {
 		{
 			name: "metadata database corrupt",
 			setup: func(t *testing.T, f *fixture) Options {
-				mustWrite(t, f.metaDB(), strings.Repeat("garbage!", 8192))
+				testshim.MustWrite(t, f.metaDB(), strings.Repeat("garbage!", 8192))
 				return Options{ConfigPath: f.config, ConfigSet: true}
 			},
 			want: []string{"meta.db cannot be read (corrupt?)"},
@@ -388,7 +378,7 @@ func TestLoadDaemonDefaults(t *testing.T) {
 func TestLoadDaemonConfig(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.toml")
-	mustWrite(t, path, `version = 3
+	testshim.MustWrite(t, path, `version = 3
 root = "/r"
 state = "/s"
 [plugins."io.containerd.server.v1.grpc"]
@@ -430,7 +420,7 @@ state = "/s"
 	}
 
 	// A version 2 file: sched_core moves to the manager's env.
-	mustWrite(t, path, `version = 2
+	testshim.MustWrite(t, path, `version = 2
 root = "/r"
 state = "/s"
 [plugins."io.containerd.runtime.v2.task"]
@@ -470,7 +460,7 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustWrite(t, filepath.Join(f.taskState(), layout.ReportFile), string(data))
+	testshim.MustWrite(t, filepath.Join(f.taskState(), layout.ReportFile), string(data))
 	before := testshim.Tree(t, true, f.state, f.root)
 
 	out.Reset()

@@ -72,7 +72,12 @@ func (b *Binary) command(ctx context.Context, action string, opts *types.Any) (*
 		cmd.Env = append(cmd.Env, b.Env...)
 	}
 	// The shim leads its own process group; on cancellation the whole group
-	// is killed, so a hung `start` leaves no forked daemon behind.
+	// is killed, so a hung `start` leaves no forked daemon behind. The
+	// group is ours: its leader is this exec, not yet reaped while Cancel
+	// can run, so its pid (and group id) cannot have been reused; and it
+	// holds only what this exec forked: for `start`, a shim with no task
+	// yet (Create comes after `start` returns), for `delete`, nothing that
+	// outlives it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = waitDelay

@@ -15,6 +15,7 @@ import (
 )
 
 func main() {
+	profileStart()
 	app := command.App()
 	app.Commands = append(app.Commands, operator.Command())
 	if err := app.Run(context.Background(), os.Args); err != nil {

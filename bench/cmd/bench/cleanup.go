@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
 // cgroupDirs lists the cgroup dirs of the bench namespace (runc puts the
@@ -68,6 +70,20 @@ func (b *bench) mountsInTmp() []string {
 	return out
 }
 
+// runcDeleteAll kills and deletes every container runc knows in the
+// bench's runc root for namespace ns.
+func (b *bench) runcDeleteAll(ns string) {
+	nsRoot := filepath.Join(b.runcRoot(), ns)
+	if !exists(nsRoot) {
+		return
+	}
+	out, _ := exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "list", "-q").Output()
+	for _, id := range strings.Fields(string(out)) {
+		fmt.Printf("cleanup: runc delete --force %s\n", id)
+		_ = exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "delete", "--force", id).Run()
+	}
+}
+
 // cleanup stops everything this run started, by PID, and removes the temp
 // dir; it reports anything it could not remove.
 func (b *bench) cleanup() {
@@ -82,14 +98,8 @@ func (b *bench) cleanup() {
 		_ = b.synth.Process.Kill()
 	}
 	// Containers runc still knows (their shims gone): kill and delete.
-	nsRoot := filepath.Join(b.runcRoot(), namespace)
-	if exists(nsRoot) {
-		out, _ := exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "list", "-q").Output()
-		for _, id := range strings.Fields(string(out)) {
-			fmt.Printf("cleanup: runc delete --force %s\n", id)
-			_ = exec.Command(filepath.Join(b.o.bin, "runc"), "--root", nsRoot, "delete", "--force", id).Run()
-		}
-	}
+	b.runcDeleteAll(namespace)
+	b.runcDeleteAll(criNamespace)
 	for _, pid := range b.procsInTmp() {
 		cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		fmt.Printf("cleanup: killing leftover process %d: %s\n", pid, strings.ReplaceAll(string(cl), "\x00", " "))
@@ -108,19 +118,17 @@ func (b *bench) cleanup() {
 		if cgroupsBefore[d] {
 			continue
 		}
-		// Leaf first: rmdir works on an empty cgroup only.
-		var dirs []string
-		_ = filepath.Walk(d, func(p string, info os.FileInfo, err error) error {
-			if err == nil && info.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			_ = syscall.Rmdir(dirs[i])
-		}
+		_ = testshim.RmdirTree(d) // best effort: a cgroup with processes left stays
 	}
+	// A CRI case cut short: its registry, bridge and libcni cache
+	// entries (its pods' netns are unmounted above).
 	var leaks []string
+	if b.cri != nil {
+		for _, err := range b.cri.teardown() {
+			fmt.Printf("cleanup: %v\n", err)
+		}
+		leaks = append(leaks, b.cri.leaks()...)
+	}
 	if p := b.procsInTmp(); len(p) > 0 {
 		leaks = append(leaks, fmt.Sprintf("processes %v", p))
 	}

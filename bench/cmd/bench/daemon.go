@@ -63,6 +63,7 @@ type bench struct {
 	synth    *exec.Cmd
 	synthPID int
 	live     []*daemon // daemons not yet stopped
+	cri      *criEnv   // the CRI case running, if any
 }
 
 func newBench(o options) (*bench, error) {
@@ -90,7 +91,6 @@ func newBench(o options) (*bench, error) {
 		state:    filepath.Join(tmp, "st"),
 		temp:     filepath.Join(tmp, "t"),
 		sockDir:  filepath.Join(tmp, "s"),
-		cfg:      filepath.Join(tmp, "config.toml"),
 		synthDir: filepath.Join(tmp, "x"),
 		logDir:   filepath.Join(tmp, "log"),
 	}
@@ -110,35 +110,50 @@ func newBench(o options) (*bench, error) {
 	// Shims started by a daemon inherit its PATH: the real runc shims find
 	// runc through it (a wrapper that logs every runc exec).
 	b.pathEnv = filepath.Join(tmp, "rbin") + ":" + o.bin + ":" + os.Getenv("PATH")
-	if err := os.WriteFile(b.cfg, []byte(b.config()), 0o644); err != nil {
-		return nil, err
-	}
-	// Ours reads its own copy, with its one setting that stock does not
-	// know when -hold-start is given.
-	ours := b.config()
-	if o.holdStart {
-		ours += "\n[plugins.\"io.containerd.runtime.v2.task\"]\n  recovery_hold_start = true\n"
-	}
-	if err := os.WriteFile(b.oursCfg(), []byte(ours), 0o644); err != nil {
+	if err := b.useConfig("config.toml", b.baseConfig(disabledPlugins)); err != nil {
 		return nil, err
 	}
 	return b, nil
 }
 
-// config is the daemon config both daemons run with: demo.sh's, with every
-// recovery knob at its default.
-func (b *bench) config() string {
+// useConfig writes text as the config both daemons run with, to name in
+// the temp dir, and makes it the one they start with. Ours reads its own
+// copy, with its one setting that stock does not know when -hold-start is
+// given.
+func (b *bench) useConfig(name, text string) error {
+	b.cfg = filepath.Join(b.tmp, name)
+	if err := os.WriteFile(b.cfg, []byte(text), 0o644); err != nil {
+		return err
+	}
+	if b.o.holdStart {
+		text += "\n[plugins.\"io.containerd.runtime.v2.task\"]\n  recovery_hold_start = true\n"
+	}
+	return os.WriteFile(b.oursCfg(), []byte(text), 0o644)
+}
+
+// disabledPlugins are demo.sh's: CRI and NRI. The CRI cases keep only NRI
+// off (criDisabledPlugins).
+var disabledPlugins = []string{
+	"io.containerd.grpc.v1.cri",
+	"io.containerd.cri.v1.images",
+	"io.containerd.cri.v1.runtime",
+	"io.containerd.nri.v1.nri",
+}
+
+// baseConfig is the daemon config both daemons run with: demo.sh's, with
+// every recovery knob at its default, and disabled plugins off.
+func (b *bench) baseConfig(disabled []string) string {
+	var dis strings.Builder
+	for _, p := range disabled {
+		fmt.Fprintf(&dis, "  %q,\n", p)
+	}
 	return fmt.Sprintf(`version = 3
 root = %q
 state = %q
 temp = %q
 imports = []
 disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.cri.v1.images",
-  "io.containerd.cri.v1.runtime",
-  "io.containerd.nri.v1.nri",
-]
+%s]
 
 [debug]
   level = "info"
@@ -161,7 +176,7 @@ disabled_plugins = [
 
 [plugins."io.containerd.image-verifier.v1.bindir"]
   bin_dir = %q
-`, b.root, b.state, b.temp, b.dbg, b.addr, b.ttrpc, b.sockDir, filepath.Join(b.tmp, "opt"), filepath.Join(b.tmp, "iv"))
+`, b.root, b.state, b.temp, dis.String(), b.dbg, b.addr, b.ttrpc, b.sockDir, filepath.Join(b.tmp, "opt"), filepath.Join(b.tmp, "iv"))
 }
 
 // oursCfg is the path of our daemon's config.

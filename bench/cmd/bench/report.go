@@ -10,9 +10,13 @@ import (
 
 // runResult is one start of one daemon.
 type runResult struct {
-	daemon        string
-	round         int
-	ready, list   time.Duration
+	daemon      string
+	round       int
+	ready, list time.Duration
+	// criReady is the CRI cases': time from exec to CRI Status with
+	// RuntimeReady and NetworkReady (ready is Version answering, list
+	// every pod READY and container RUNNING).
+	criReady      time.Duration
 	cpu           time.Duration // daemon CPU time (user+sys) when every live task was listed
 	shimCPU       time.Duration // synthshim server CPU time from exec to then
 	rssKiB        int64
@@ -39,7 +43,12 @@ func (r *runResult) line() string {
 	if r.ready == 0 {
 		fmt.Fprintf(&b, "no answer")
 	} else {
-		fmt.Fprintf(&b, "ready %7.3fs  listed %7.3fs  cpu %6.2fs  rss %6.1f MiB", r.ready.Seconds(), r.list.Seconds(), r.cpu.Seconds(), float64(r.rssKiB)/1024)
+		if r.criReady > 0 {
+			fmt.Fprintf(&b, "serves %7.3fs  CRI ready %7.3fs  ", r.ready.Seconds(), r.criReady.Seconds())
+		} else {
+			fmt.Fprintf(&b, "ready %7.3fs  ", r.ready.Seconds())
+		}
+		fmt.Fprintf(&b, "listed %7.3fs  cpu %6.2fs  rss %6.1f MiB", r.list.Seconds(), r.cpu.Seconds(), float64(r.rssKiB)/1024)
 	}
 	if r.shimCPU > 0 {
 		fmt.Fprintf(&b, "  shims cpu %.2fs", r.shimCPU.Seconds())
@@ -162,6 +171,7 @@ func (c *caseResult) series(daemon string, f func(*runResult) time.Duration) []t
 // daemonSeries are one daemon's figures over its valid runs of a case.
 type daemonSeries struct {
 	ready, list, cpu []time.Duration
+	criReady         []time.Duration
 	// rss is in KiB, carried in a Duration so that median/min apply.
 	rss []time.Duration
 	// held and judged are ours only: the report's ready_ms and judged_ms.
@@ -171,12 +181,13 @@ type daemonSeries struct {
 func (c *caseResult) seriesOf(daemon string) daemonSeries {
 	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
 	return daemonSeries{
-		ready:  c.series(daemon, func(r *runResult) time.Duration { return r.ready }),
-		list:   c.series(daemon, func(r *runResult) time.Duration { return r.list }),
-		cpu:    c.series(daemon, func(r *runResult) time.Duration { return r.cpu }),
-		rss:    c.series(daemon, func(r *runResult) time.Duration { return time.Duration(r.rssKiB) }),
-		held:   c.series(daemon, func(r *runResult) time.Duration { return ms(r.recoveryReady) }),
-		judged: c.series(daemon, func(r *runResult) time.Duration { return ms(r.recoveryJudged) }),
+		ready:    c.series(daemon, func(r *runResult) time.Duration { return r.ready }),
+		list:     c.series(daemon, func(r *runResult) time.Duration { return r.list }),
+		criReady: c.series(daemon, func(r *runResult) time.Duration { return r.criReady }),
+		cpu:      c.series(daemon, func(r *runResult) time.Duration { return r.cpu }),
+		rss:      c.series(daemon, func(r *runResult) time.Duration { return time.Duration(r.rssKiB) }),
+		held:     c.series(daemon, func(r *runResult) time.Duration { return ms(r.recoveryReady) }),
+		judged:   c.series(daemon, func(r *runResult) time.Duration { return ms(r.recoveryJudged) }),
 	}
 }
 
@@ -244,7 +255,14 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 		or, sr, ol, sl, om, sm := o.ready, st.ready, o.list, st.list, o.rss, st.rss
 		fmt.Fprintf(w, "  ready (Version answers)   ours %s / %s   stock %s / %s   ratio %s   %s\n",
 			secs(minOf(or)), secs(median(or)), secs(minOf(sr)), secs(median(sr)), ratio(median(or), median(sr)), verdict(ratio(median(or), median(sr)), c.def.target))
-		fmt.Fprintf(w, "  every live task listed    ours %s / %s   stock %s / %s   ratio %s\n",
+		listed := "every live task listed   "
+		if c.def.cri > 0 {
+			ocr, scr := o.criReady, st.criReady
+			fmt.Fprintf(w, "  CRI Runtime+NetworkReady  ours %s / %s   stock %s / %s   ratio %s\n",
+				secs(minOf(ocr)), secs(median(ocr)), secs(minOf(scr)), secs(median(scr)), ratio(median(ocr), median(scr)))
+			listed = "every pod and ctr listed "
+		}
+		fmt.Fprintf(w, "  %s ours %s / %s   stock %s / %s   ratio %s\n", listed,
 			secs(minOf(ol)), secs(median(ol)), secs(minOf(sl)), secs(median(sl)), ratio(median(ol), median(sl)))
 		oc, sc := o.cpu, st.cpu
 		fmt.Fprintf(w, "  daemon CPU until listed   ours %s / %s   stock %s / %s   ratio %s\n",
@@ -294,9 +312,17 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 	}
 
 	fmt.Fprintf(w, "\n== markdown\n\n")
-	fmt.Fprintln(w, "| case | ours ready min / median (s) | stock ready min / median (s) | ratio | target | ours listed (s) | stock listed (s) | ours RSS (MiB) | stock RSS (MiB) | RSS ratio | checks (ours) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	var shimCases []*caseResult // the CRI cases have their own table below
 	for _, c := range results {
+		if c.def.cri == 0 {
+			shimCases = append(shimCases, c)
+		}
+	}
+	if len(shimCases) > 0 {
+		fmt.Fprintln(w, "| case | ours ready min / median (s) | stock ready min / median (s) | ratio | target | ours listed (s) | stock listed (s) | ours RSS (MiB) | stock RSS (MiB) | RSS ratio | checks (ours) |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	}
+	for _, c := range shimCases {
 		if c.setupErr != nil {
 			fmt.Fprintf(w, "| %s | setup failed | | | | | | | | | |\n", c.def.name)
 			continue
@@ -315,6 +341,33 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 		fmt.Fprintf(w, "| %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			c.def.name, secs(minOf(or)), secs(median(or)), secs(minOf(sr)), secs(median(sr)), rr, tgt,
 			secs(median(ol)), secs(median(sl)), mib(median(om)), mib(median(sm)), ratio(median(om), median(sm)), checks)
+	}
+	var cris []string
+	for _, c := range results {
+		if c.def.cri == 0 {
+			continue
+		}
+		if c.setupErr != nil {
+			cris = append(cris, fmt.Sprintf("| %s | setup failed | | | | | | | | | |", c.def.name))
+			continue
+		}
+		o, st := c.seriesOf("ours"), c.seriesOf("stock")
+		checks := "ok"
+		if c.oursFailed() {
+			checks = "**FAILED**"
+		}
+		cris = append(cris, fmt.Sprintf("| %s | %s / %s | %s / %s | %s / %s | %s | %s / %s | %s / %s | %s | %s | %s | %s |", c.def.name,
+			secs(median(o.ready)), secs(median(st.ready)),
+			secs(minOf(o.criReady)), secs(median(o.criReady)), secs(minOf(st.criReady)), secs(median(st.criReady)), ratio(median(o.criReady), median(st.criReady)),
+			secs(minOf(o.list)), secs(median(o.list)), secs(minOf(st.list)), secs(median(st.list)), ratio(median(o.list), median(st.list)),
+			mib(median(o.rss)), mib(median(st.rss)), checks))
+	}
+	if len(cris) > 0 {
+		fmt.Fprintln(w, "\n| CRI case | serves (Version), median ours / stock (s) | ours CRI ready min / median (s) | stock CRI ready min / median (s) | ratio | ours all listed min / median (s) | stock all listed min / median (s) | ratio | ours RSS (MiB) | stock RSS (MiB) | checks (ours) |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+		for _, l := range cris {
+			fmt.Fprintln(w, l)
+		}
 	}
 	var floors []string
 	for _, c := range results {

@@ -47,6 +47,14 @@ func (b *bench) runRuncCase(ctx context.Context, c caseDef) *caseResult {
 func (b *bench) runcLog() string  { return filepath.Join(b.tmp, "runc-calls.log") }
 func (b *bench) runcRoot() string { return filepath.Join(b.tmp, "runc") }
 
+// writeRuncWrapper puts the runc the shims find first on their PATH (and
+// the CRI cases name as BinaryName): it logs every exec, then runs
+// bin/runc.
+func (b *bench) writeRuncWrapper() error {
+	wrapper := fmt.Sprintf("#!/bin/sh\necho \"$*\" >>%s\nexec %s \"$@\"\n", b.runcLog(), filepath.Join(b.o.bin, "runc"))
+	return os.WriteFile(filepath.Join(b.tmp, "rbin", "runc"), []byte(wrapper), 0o755)
+}
+
 func (b *bench) ctr(args ...string) *exec.Cmd {
 	cmd := exec.Command(filepath.Join(b.o.bin, "ctr"), append([]string{"--address", b.addr, "--namespace", namespace}, args...)...)
 	cmd.Env = b.env()
@@ -68,8 +76,7 @@ func (b *bench) createRunc(c caseDef) (map[string]uint32, error) {
 	if out, err := mk.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("mkrootfs: %v: %s", err, out)
 	}
-	wrapper := fmt.Sprintf("#!/bin/sh\necho \"$*\" >>%s\nexec %s \"$@\"\n", b.runcLog(), filepath.Join(b.o.bin, "runc"))
-	if err := os.WriteFile(filepath.Join(b.tmp, "rbin", "runc"), []byte(wrapper), 0o755); err != nil {
+	if err := b.writeRuncWrapper(); err != nil {
 		return nil, err
 	}
 	d, err := b.startDaemon("populate", c.key+"-populate")
