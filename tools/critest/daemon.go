@@ -2,46 +2,50 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 const (
-	// pauseImage is the daemons' pinned sandbox image; toyboxImage is
-	// critest's default container image (-test-images-file).
+	// registryHost names the pause image and the default container
+	// image (-test-images-file); like the CRI tests' host it resolves
+	// nowhere, only hosts.toml sends it to the registry.
 	registryHost = "registry.shimkeeper.test"
-	pauseImage   = registryHost + "/pause:3.10"
-	toyboxImage  = registryHost + "/toybox:1"
+	pauseImage   = registryHost + "/pause:3.10" // tools/testimages PauseRef
+	toyboxImage  = registryHost + "/toybox:1"   // tools/testimages ToyboxRef
 
 	// podSubnet is the pods' range on each daemon's own bridge (no
 	// address on it, no route, no masquerading), as in the CRI
-	// integration tests.
-	podSubnet = "10.247.14.0/24"
+	// integration tests; the two daemons run one after the other.
+	podSubnet = "10.247.15.0/24"
 
 	readyTimeout = 60 * time.Second
 	stopTimeout  = 20 * time.Second
 )
 
 // mirrored are the registries the critest specs name images under; each
-// daemon's hosts.toml sends them to the local registry.
+// daemon's hosts.toml sends them to the local registry, which serves the
+// repositories under their paths (tools/testimages critest.go).
 var mirrored = []string{registryHost, "gcr.io", "registry.k8s.io", "k8s.gcr.io"}
 
 // daemon is one containerd (stock or ours) with everything of its own
 // under dir.
 type daemon struct {
-	bin, dir, binary string
-	reg              *registry
+	name, binary, bin, dir string
 
-	address, config, logPath, runcRoot, socketDir string
-	bridge, network, nriSocket, imagesFile        string
+	address, config, logPath, runcRoot, nriSocket, imagesFile, tmpDir string
+	bridge, network                                                  string
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -49,24 +53,27 @@ type daemon struct {
 
 // newDaemon lays out dir: config.toml, hosts.toml per mirrored registry,
 // the CNI conflist, the critest images file.
-func newDaemon(bin, dir, binary string, reg *registry) (*daemon, error) {
-	suffix := fmt.Sprintf("%04x", os.Getpid()&0xffff) + filepath.Base(dir)[:1]
+func newDaemon(bin, dir, name, registry string) (*daemon, error) {
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return nil, err
+	}
 	d := &daemon{
-		bin: bin, dir: dir, binary: binary, reg: reg,
+		name: name, binary: binaries[name], bin: bin, dir: dir,
 		address:    filepath.Join(dir, "c.sock"),
 		config:     filepath.Join(dir, "config.toml"),
 		logPath:    filepath.Join(dir, "daemon.log"),
 		runcRoot:   filepath.Join(dir, "runc"),
-		socketDir:  filepath.Join(dir, "s"),
 		nriSocket:  filepath.Join(dir, "nri.sock"),
 		imagesFile: filepath.Join(dir, "images.yaml"),
-		bridge:     "skcr" + suffix, // ≤ 15 characters
-		network:    "sk-critest-" + suffix,
+		tmpDir:     filepath.Join(dir, "tmp"),
+		bridge:     "skcr" + hex.EncodeToString(suffix), // ≤ 15 characters (IFNAMSIZ)
+		network:    "sk-critest-" + hex.EncodeToString(suffix),
 	}
-	if len(d.socketDir) > 42 {
-		return nil, fmt.Errorf("socket dir %s longer than 42 characters", d.socketDir)
+	if s := d.socketDir(); len(s) > 42 {
+		return nil, fmt.Errorf("socket dir %s longer than 42 characters", s)
 	}
-	for _, sub := range []string{"certs.d", "net.d", "ipam", "cdi", "nri-plugins", "nri-conf"} {
+	for _, sub := range []string{"certs.d", "net.d", "ipam", "cdi", "nri-plugins", "nri-conf", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, err
 		}
@@ -76,37 +83,18 @@ func newDaemon(bin, dir, binary string, reg *registry) (*daemon, error) {
 		if err := os.MkdirAll(hostDir, 0o755); err != nil {
 			return nil, err
 		}
-		// Plain HTTP and no TLS keys: with skip_verify or a CA set,
-		// containerd tries HTTPS first. `server` replaces the upstream,
-		// so the real host is never asked.
-		hosts := fmt.Sprintf("server = %q\n\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n",
-			"http://"+reg.addr, "http://"+reg.addr)
-		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(hosts), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(hostDir, "hosts.toml"), []byte(crihost.HostsTOML(registry)), 0o644); err != nil {
 			return nil, err
 		}
 	}
-	conflist, err := json.MarshalIndent(map[string]any{
-		"cniVersion": "1.0.0",
-		"name":       d.network,
-		"plugins": []any{
-			map[string]any{
-				"type": "bridge", "bridge": d.bridge, "isGateway": false, "ipMasq": false, "hairpinMode": false,
-				"ipam": map[string]any{
-					"type":    "host-local",
-					"ranges":  [][]map[string]string{{{"subnet": podSubnet}}},
-					"dataDir": filepath.Join(dir, "ipam"),
-				},
-			},
-			map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}},
-		},
-	}, "", "  ")
+	conflist, err := crihost.Conflist(d.network, d.bridge, podSubnet, filepath.Join(dir, "ipam"))
 	if err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "net.d", "10-critest.conflist"), conflist, 0o644); err != nil {
 		return nil, err
 	}
-	images := fmt.Sprintf("defaultTestContainerImage: %s\nwebServerTestImage: %s\n", toyboxImage, toyboxImage)
+	images := fmt.Sprintf("defaultTestContainerImage: %s\n", toyboxImage)
 	if err := os.WriteFile(d.imagesFile, []byte(images), 0o644); err != nil {
 		return nil, err
 	}
@@ -116,8 +104,11 @@ func newDaemon(bin, dir, binary string, reg *registry) (*daemon, error) {
 	return d, nil
 }
 
+func (d *daemon) socketDir() string { return filepath.Join(d.dir, "s") }
+
 // configTOML is the daemon's config: the integration harness's (own root,
-// state, sockets; no opt, no tracing) with CRI and NRI on.
+// state, sockets; no opt, no tracing) with NRI on its own socket, and the
+// CRI tests' CRI part (crihost.Config).
 func (d *daemon) configTOML() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -127,45 +118,36 @@ func (d *daemon) configTOML() string {
 	p("[plugins.\"io.containerd.server.v1.grpc\"]\n  address = %q\n\n", d.address)
 	p("[plugins.\"io.containerd.server.v1.ttrpc\"]\n  address = %q\n\n", d.address+".ttrpc")
 	p("[plugins.\"io.containerd.server.v1.debug\"]\n  address = %q\n\n", filepath.Join(d.dir, "d.sock"))
-	p("[plugins.\"io.containerd.shim.v1.manager\"]\n  socket_dir = %q\n\n", d.socketDir)
-	p("[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = false\n  socket_path = %q\n  plugin_path = %q\n  plugin_config_path = %q\n\n",
+	p("[plugins.\"io.containerd.shim.v1.manager\"]\n  socket_dir = %q\n\n", d.socketDir())
+	p("[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = false\n  socket_path = %q\n  plugin_path = %q\n  plugin_config_path = %q\n",
 		d.nriSocket, filepath.Join(d.dir, "nri-plugins"), filepath.Join(d.dir, "nri-conf"))
-	p("[plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_tcp_service = true\n  stream_server_address = \"127.0.0.1\"\n  stream_server_port = \"0\"\n\n")
-	img := "io.containerd.cri.v1.images"
-	p("[plugins.%q]\n  snapshotter = \"overlayfs\"\n", img)
-	p("  [plugins.%q.pinned_images]\n    sandbox = %q\n", img, pauseImage)
-	p("  [plugins.%q.registry]\n    config_path = %q\n\n", img, filepath.Join(d.dir, "certs.d"))
-	rt := "io.containerd.cri.v1.runtime"
-	p("[plugins.%q]\n  netns_mounts_under_state_dir = true\n  cdi_spec_dirs = [%q]\n", rt, filepath.Join(d.dir, "cdi"))
-	if !haveCapSysResource() {
-		// Without CAP_SYS_RESOURCE (some sandboxes drop it) runc cannot
-		// lower oom_score_adj to the -998 CRI gives the pause container;
-		// restrict clamps it to ours, as the CRI integration tests do.
-		p("  restrict_oom_score_adj = true\n")
-	}
-	p("  [plugins.%q.cni]\n    bin_dirs = [%q]\n    conf_dir = %q\n    max_conf_num = 1\n", rt, filepath.Join(d.bin, "cni"), filepath.Join(d.dir, "net.d"))
-	p("  [plugins.%q.containerd]\n    default_runtime_name = \"runc\"\n", rt)
-	p("    [plugins.%q.containerd.runtimes.runc]\n      runtime_type = \"io.containerd.runc.v2\"\n", rt)
-	p("      [plugins.%q.containerd.runtimes.runc.options]\n", rt)
-	p("        BinaryName = %q\n        Root = %q\n        SystemdCgroup = false\n", filepath.Join(d.bin, "runc"), d.runcRoot)
+	b.WriteString(crihost.Config{
+		PauseImage: pauseImage,
+		HostsDir:   filepath.Join(d.dir, "certs.d"),
+		CDIDir:     filepath.Join(d.dir, "cdi"),
+		CNIBinDir:  filepath.Join(d.bin, "cni"),
+		CNIConfDir: filepath.Join(d.dir, "net.d"),
+		Runtimes:   []crihost.Runtime{{Name: "runc", BinaryName: filepath.Join(d.bin, "runc"), Root: d.runcRoot}},
+	}.TOML())
 	return b.String()
 }
 
-// haveCapSysResource reports whether CAP_SYS_RESOURCE is in our
-// effective set (and so runc may lower oom_score_adj).
-func haveCapSysResource() bool {
-	const capSysResource = 24
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			v, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
-			return err == nil && v&(1<<capSysResource) != 0
+// env is the environment of the daemon and of critest: bin/ first in
+// PATH (the shim, runc), and a proxy that refuses every connection, so
+// that no registry but the loopback one (never proxied) is reached,
+// whatever hosts.toml says.
+func (d *daemon) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(k) {
+		case "PATH", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "TMPDIR":
+			continue
 		}
+		env = append(env, kv)
 	}
-	return false
+	return append(env, "PATH="+d.bin+":"+os.Getenv("PATH"),
+		"HTTP_PROXY=http://127.0.0.1:9", "HTTPS_PROXY=http://127.0.0.1:9", "NO_PROXY=", "TMPDIR="+d.tmpDir)
 }
 
 // start starts the daemon and waits until CRI reports the runtime and the
@@ -177,11 +159,7 @@ func (d *daemon) start() error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(d.bin, d.binary), "--config", d.config)
-	// The shim and runc come from bin/. A proxy that refuses every
-	// connection makes sure no registry but the loopback one (never
-	// proxied) is reached, whatever hosts.toml says.
-	cmd.Env = append(os.Environ(), "PATH="+d.bin+":"+os.Getenv("PATH"),
-		"HTTP_PROXY=http://127.0.0.1:9", "HTTPS_PROXY=http://127.0.0.1:9", "NO_PROXY=")
+	cmd.Env = d.env()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -190,43 +168,47 @@ func (d *daemon) start() error {
 	d.cmd, d.exited = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(d.exited) }()
 
-	deadline := time.Now().Add(readyTimeout)
-	last := ""
-	for time.Now().Before(deadline) {
+	var last string
+	for deadline := time.Now().Add(readyTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		select {
 		case <-d.exited:
 			return fmt.Errorf("%s exited: %v (log: %s)", d.binary, cmd.ProcessState, d.logPath)
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		out, err := exec.CommandContext(ctx, filepath.Join(d.bin, "crictl"), "--runtime-endpoint", "unix://"+d.address,
-			"--image-endpoint", "unix://"+d.address, "info", "-o", "json").Output()
-		cancel()
-		if err == nil {
-			var info struct {
-				Status struct {
-					Conditions []struct {
-						Type   string `json:"type"`
-						Status bool   `json:"status"`
-					} `json:"conditions"`
-				} `json:"status"`
-			}
-			if json.Unmarshal(out, &info) == nil {
-				ready := map[string]bool{}
-				for _, c := range info.Status.Conditions {
-					ready[c.Type] = c.Status
-				}
-				if ready["RuntimeReady"] && ready["NetworkReady"] {
-					return nil
-				}
-				last = fmt.Sprintf("conditions %+v", info.Status.Conditions)
-			}
-		} else {
-			last = err.Error()
+		var ok bool
+		if ok, last = d.criReady(); ok {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond) // poll interval
 	}
 	return fmt.Errorf("CRI not ready after %s: %s (log: %s)", readyTimeout, last, d.logPath)
+}
+
+// criReady asks `crictl info` whether RuntimeReady and NetworkReady are
+// true; when not, it says what it got.
+func (d *daemon) criReady() (bool, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(d.bin, "crictl"), "--runtime-endpoint", "unix://"+d.address,
+		"--image-endpoint", "unix://"+d.address, "info", "-o", "json").Output()
+	if err != nil {
+		return false, err.Error()
+	}
+	var info struct {
+		Status struct {
+			Conditions []struct {
+				Type   string `json:"type"`
+				Status bool   `json:"status"`
+			} `json:"conditions"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return false, err.Error()
+	}
+	ready := map[string]bool{}
+	for _, c := range info.Status.Conditions {
+		ready[c.Type] = c.Status
+	}
+	return ready["RuntimeReady"] && ready["NetworkReady"], fmt.Sprintf("conditions %+v", info.Status.Conditions)
 }
 
 // critest runs bin/critest against the daemon, writing ginkgo's JSON
@@ -236,10 +218,10 @@ func (d *daemon) critest(report, focus string, timeout time.Duration, sigs <-cha
 		"-runtime-endpoint", "unix://" + d.address, "-image-endpoint", "unix://" + d.address,
 		"-test-images-file", d.imagesFile, "-nri-socket", d.nriSocket,
 		"-ginkgo.json-report", report, "-ginkgo.timeout", timeout.String(),
-		"-ginkgo.no-color", "-ginkgo.v=false", "-ginkgo.succinct",
+		"-ginkgo.no-color", "-ginkgo.v",
 	}
 	for _, s := range skips {
-		args = append(args, "-ginkgo.skip", s.re)
+		args = append(args, "-ginkgo.skip", skipRegexp(s.spec))
 	}
 	if focus != "" {
 		args = append(args, "-ginkgo.focus", focus)
@@ -250,7 +232,8 @@ func (d *daemon) critest(report, focus string, timeout time.Duration, sigs <-cha
 	}
 	defer out.Close()
 	cmd := exec.Command(filepath.Join(d.bin, "critest"), args...)
-	cmd.Dir = d.dir // critest looks for crictl.yaml in its working dir
+	cmd.Dir = d.dir
+	cmd.Env = d.env()
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {

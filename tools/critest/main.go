@@ -1,17 +1,19 @@
 // Command critest runs cri-tools' CRI validation suite (bin/critest,
 // v1.37.0) against stock containerd v2.4.2 (bin/containerd-stock) and
-// against ours (bin/containerd) in one run, prints each daemon's passed,
-// failed and skipped specs and the difference, and exits 1 if ours fails a
-// spec that stock passes. `make critest` runs it.
+// against ours (bin/containerd) in one run, prints both daemons' outcome
+// of every spec, their counts and the difference, and exits 1 if ours does
+// not pass a spec that stock passes. `make critest` runs it.
 //
-// Everything is offline: bin/testimages serves the images from memory on
-// loopback, and each daemon's hosts.toml sends registry.shimkeeper.test,
-// gcr.io, registry.k8s.io and k8s.gcr.io there (with a dead proxy for
-// anything else), so the specs keep the image names they compare.
+// Everything is offline: bin/testimages -critest serves the images from
+// memory on loopback, and each daemon's hosts.toml sends every registry
+// the specs name (mirrored) there, so the specs keep the image names they
+// compare; a proxy that refuses every connection keeps anything else out.
 // Each daemon gets its own temp dir (root, state, sockets, runc root, CNI
-// config and bridge); at the end every process started for it is killed
-// by PID, its mounts and bridge are removed, and the dir is deleted. The
-// host's containerd is never touched.
+// config and IPAM, NRI socket, critest's TMPDIR) and a bridge of its own.
+// At the end every process started for it is killed by PID, what is
+// mounted under its dir is unmounted, and its bridge and libcni cache
+// entries are removed. The host's containerd (/run/containerd,
+// /var/lib/containerd) is never touched.
 package main
 
 import (
@@ -23,43 +25,52 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
-// skips are the specs neither daemon runs: they need images that cannot be
-// made from toybox. Each is a ginkgo -skip regexp with its reason; the
-// same list goes to both daemons.
-var skips = []struct{ re, why string }{
-	{`public image with digest should be pulled and removed`, "pins the digest of the upstream image's bytes"},
-	{`runtime should support (HostPID|PodPID|ContainerPID)$`, "runs the e2e nginx image (a real nginx master process)"},
-	{`Security Context NoNewPrivs`, "runs the e2e nonewprivs image (a setuid test binary)"},
-	{`port mapping with (only container port|host port and container port)`, "runs the e2e nginx image as a web server"},
-	{`runtime should support portforward`, "runs the e2e nginx or hostnet-nginx image as a web server"},
-	{`Multiple Containers`, "runs the e2e httpd image"},
-}
+const registryStartLimit = 60 * time.Second // testimages building and pushing the critest images
 
 func main() {
 	binDir := flag.String("bin", "bin", "dir with containerd, containerd-stock, critest, crictl, runc, the shim, testimages, toybox and cni/")
 	daemons := flag.String("daemons", "stock,ours", "daemons to run, in order: stock, ours")
 	focus := flag.String("focus", "", "ginkgo -focus regexp (default: every spec)")
-	keep := flag.Bool("keep", false, "keep the temp dir (daemon logs, reports) instead of deleting it")
-	specTimeout := flag.Duration("timeout", 40*time.Minute, "ginkgo suite timeout per daemon")
+	keep := flag.Bool("keep", false, "keep the temp dir (daemon and critest logs, reports) instead of deleting it")
+	timeout := flag.Duration("timeout", 40*time.Minute, "ginkgo suite timeout per daemon")
 	flag.Parse()
 
 	bin, err := filepath.Abs(*binDir)
 	if err != nil {
 		fatal(err)
 	}
-	os.Exit(run(bin, strings.Split(*daemons, ","), *focus, *keep, *specTimeout))
+	os.Exit(run(bin, strings.Split(*daemons, ","), *focus, *keep, *timeout))
 }
+
+// binaries are the daemons by name.
+var binaries = map[string]string{"stock": "containerd-stock", "ours": "containerd"}
 
 func run(bin string, names []string, focus string, keep bool, timeout time.Duration) int {
 	start := time.Now()
+	for _, name := range names {
+		if binaries[name] == "" {
+			fmt.Fprintf(os.Stderr, "critest: unknown daemon %q (stock, ours)\n", name)
+			return 2
+		}
+	}
+	for _, n := range []string{"critest", "crictl", "runc", "containerd-shim-runc-v2", "testimages", "toybox",
+		"cni/bridge", "cni/loopback", "cni/host-local", "cni/portmap", binaries["stock"], binaries["ours"]} {
+		if _, err := os.Stat(filepath.Join(bin, n)); err != nil {
+			fmt.Fprintf(os.Stderr, "critest: %v (run make build)\n", err)
+			return 2
+		}
+	}
 	top, err := os.MkdirTemp("/tmp", "skcrit")
 	if err != nil {
 		fatal(err)
 	}
+	leftover := false
 	defer func() {
-		if keep {
+		if keep || leftover {
 			fmt.Printf("kept %s\n", top)
 			return
 		}
@@ -68,12 +79,15 @@ func run(bin string, names []string, focus string, keep bool, timeout time.Durat
 		}
 	}()
 
-	reg, err := startRegistry(bin, top)
+	reg, err := crihost.StartRegistry(filepath.Join(bin, "testimages"),
+		[]string{"-toybox", filepath.Join(bin, "toybox"), "-critest"},
+		filepath.Join(top, "registry.json"), filepath.Join(top, "registry.log"), registryStartLimit,
+		strings.TrimPrefix(pauseImage, registryHost+"/"), strings.TrimPrefix(toyboxImage, registryHost+"/"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "critest:", err)
 		return 2
 	}
-	defer reg.stop()
+	defer reg.Stop()
 
 	// An interrupt stops the running critest; the deferred cleanups run.
 	sigs := make(chan os.Signal, 1)
@@ -82,12 +96,8 @@ func run(bin string, names []string, focus string, keep bool, timeout time.Durat
 
 	results := map[string]*result{}
 	for _, name := range names {
-		binary := map[string]string{"stock": "containerd-stock", "ours": "containerd"}[name]
-		if binary == "" {
-			fmt.Fprintf(os.Stderr, "critest: unknown daemon %q (stock, ours)\n", name)
-			return 2
-		}
-		r, err := suite(bin, filepath.Join(top, name), name, binary, reg, focus, timeout, sigs)
+		r, left, err := suite(bin, filepath.Join(top, name), name, reg.Addr, focus, timeout, sigs)
+		leftover = leftover || left
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "critest: %s: %v\n", name, err)
 			return 2
@@ -95,46 +105,54 @@ func run(bin string, names []string, focus string, keep bool, timeout time.Durat
 		results[name] = r
 	}
 
-	fmt.Println()
-	for _, s := range skips {
-		fmt.Printf("skipped for both: /%s/ (%s)\n", s.re, s.why)
-	}
+	var rs []*result
 	for _, name := range names {
-		results[name].print(name)
+		rs = append(rs, results[name])
+	}
+	printTable(os.Stdout, rs)
+	printSkips(os.Stdout, rs)
+	for _, r := range rs {
+		r.printSummary(os.Stdout)
 	}
 	code := 0
 	if stock, ours := results["stock"], results["ours"]; stock != nil && ours != nil {
-		code = compare(stock, ours)
+		if lost := compare(os.Stdout, stock, ours); len(lost) > 0 {
+			code = 1
+		}
+	}
+	if leftover {
+		code = 2
 	}
 	fmt.Printf("total time %s\n", time.Since(start).Round(time.Second))
 	return code
 }
 
-// suite runs critest against one daemon started in dir.
-func suite(bin, dir, name, binary string, reg *registry, focus string, timeout time.Duration, sigs <-chan os.Signal) (*result, error) {
-	d, err := newDaemon(bin, dir, binary, reg)
+// suite starts one daemon in dir, runs critest against it, stops it and
+// cleans up after it; left is true if anything could not be removed.
+func suite(bin, dir, name, registry, focus string, timeout time.Duration, sigs <-chan os.Signal) (r *result, left bool, err error) {
+	d, err := newDaemon(bin, dir, name, registry)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	defer d.cleanup()
+	defer func() { left = !d.cleanup() }()
 	t0 := time.Now()
 	if err := d.start(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	fmt.Printf("== %s: %s ready in %s, running critest\n", name, binary, time.Since(t0).Round(time.Millisecond))
+	fmt.Printf("== %s: %s ready in %s, running critest\n", name, d.binary, time.Since(t0).Round(time.Millisecond))
 	report := filepath.Join(dir, "report.json")
 	if err := d.critest(report, focus, timeout, sigs); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	r, err := readReport(report)
+	r, err = readReport(report, name)
 	if err != nil {
-		return nil, fmt.Errorf("%w (daemon log: %s)", err, d.logPath)
+		return nil, false, fmt.Errorf("%w (critest log: %s)", err, filepath.Join(dir, "critest.log"))
 	}
 	r.Duration = time.Since(t0)
 	if err := d.stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "critest: %s: %v\n", name, err)
 	}
-	return r, nil
+	return r, false, nil
 }
 
 func fatal(err error) {
