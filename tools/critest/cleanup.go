@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -21,8 +22,9 @@ const cniResults = "/var/lib/cni/results"
 
 // cleanup kills the daemon and every process that names its dir (shims
 // carry -address <dir>/c.sock, the containers are their descendants), by
-// PID; then it unmounts what is left under the dir, deletes the bridge and
-// the libcni cache entries of the daemon's pods. It always does all of it,
+// PID; then it deletes what runc still knows, unmounts what is left under
+// the dir, deletes the bridge and the libcni cache entries of the
+// daemon's pods. It always does all of it,
 // prints what failed and reports whether nothing is left, which is when
 // the dir may be removed.
 func (d *daemon) cleanup() bool {
@@ -56,6 +58,14 @@ func (d *daemon) cleanup() bool {
 			warn("processes %v survived SIGKILL", alive)
 		}
 	}
+	// Containers runc still knows (a spec that failed before removing
+	// its pod; their processes are gone now): runc delete removes their
+	// cgroups and state.
+	for _, c := range d.runcContainers() {
+		if out, err := exec.Command(filepath.Join(d.bin, "runc"), "--root", c.root, "delete", "--force", c.id).CombinedOutput(); err != nil {
+			warn("runc delete %s: %v: %s", c.id, err, out)
+		}
+	}
 	for _, err := range crihost.UnmountAll(d.dir) {
 		warn("%v", err)
 	}
@@ -70,6 +80,23 @@ func (d *daemon) cleanup() bool {
 		}
 	}
 	return ok
+}
+
+// runcContainer is one container in the daemon's runc root: runc keeps
+// them as <root>/<namespace>/<id>.
+type runcContainer struct{ root, id string }
+
+func (d *daemon) runcContainers() []runcContainer {
+	var out []runcContainer
+	namespaces, _ := os.ReadDir(d.runcRoot)
+	for _, ns := range namespaces {
+		root := filepath.Join(d.runcRoot, ns.Name())
+		ids, _ := os.ReadDir(root)
+		for _, id := range ids {
+			out = append(out, runcContainer{root, id.Name()})
+		}
+	}
+	return out
 }
 
 // cniCacheUnder lists libcni's cached results whose netns is below dir.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,7 +46,7 @@ type daemon struct {
 	name, binary, bin, dir string
 
 	address, config, logPath, runcRoot, nriSocket, imagesFile, tmpDir string
-	bridge, network                                                  string
+	bridge, network                                                   string
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -213,18 +214,18 @@ func (d *daemon) criReady() (bool, string) {
 
 // critest runs bin/critest against the daemon, writing ginkgo's JSON
 // report. Its exit status is not an error: failed specs are in the report.
-func (d *daemon) critest(report, focus string, timeout time.Duration, sigs <-chan os.Signal) error {
+func (d *daemon) critest(report string, o options, sigs <-chan os.Signal) error {
 	args := []string{
 		"-runtime-endpoint", "unix://" + d.address, "-image-endpoint", "unix://" + d.address,
 		"-test-images-file", d.imagesFile, "-nri-socket", d.nriSocket,
-		"-ginkgo.json-report", report, "-ginkgo.timeout", timeout.String(),
+		"-ginkgo.json-report", report, "-ginkgo.timeout", o.timeout.String(), "-ginkgo.seed", strconv.FormatInt(o.seed, 10),
 		"-ginkgo.no-color", "-ginkgo.v",
 	}
-	for _, s := range skips {
+	for _, s := range o.skips {
 		args = append(args, "-ginkgo.skip", skipRegexp(s.spec))
 	}
-	if focus != "" {
-		args = append(args, "-ginkgo.focus", focus)
+	if o.focus != "" {
+		args = append(args, "-ginkgo.focus", o.focus)
 	}
 	out, err := os.Create(filepath.Join(d.dir, "critest.log"))
 	if err != nil {

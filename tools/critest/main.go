@@ -31,10 +31,19 @@ import (
 
 const registryStartLimit = 60 * time.Second // testimages building and pushing the critest images
 
+// options are what every daemon's critest run shares.
+type options struct {
+	focus   string        // ginkgo -focus, "" for every spec
+	skips   []skip        // ginkgo -skip, one each
+	seed    int64         // ginkgo -seed: both daemons run the specs in one order
+	timeout time.Duration // ginkgo -timeout
+}
+
 func main() {
 	binDir := flag.String("bin", "bin", "dir with containerd, containerd-stock, critest, crictl, runc, the shim, testimages, toybox and cni/")
 	daemons := flag.String("daemons", "stock,ours", "daemons to run, in order: stock, ours")
 	focus := flag.String("focus", "", "ginkgo -focus regexp (default: every spec)")
+	seed := flag.Int64("seed", 0, "ginkgo -seed, the order of the specs for both daemons (default: from the clock)")
 	keep := flag.Bool("keep", false, "keep the temp dir (daemon and critest logs, reports) instead of deleting it")
 	timeout := flag.Duration("timeout", 40*time.Minute, "ginkgo suite timeout per daemon")
 	flag.Parse()
@@ -43,13 +52,17 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	os.Exit(run(bin, strings.Split(*daemons, ","), *focus, *keep, *timeout))
+	o := options{focus: *focus, seed: *seed, timeout: *timeout, skips: skipsFor(filepath.Join(bin, "runc"))}
+	if o.seed == 0 {
+		o.seed = time.Now().Unix()
+	}
+	os.Exit(run(bin, strings.Split(*daemons, ","), o, *keep))
 }
 
 // binaries are the daemons by name.
 var binaries = map[string]string{"stock": "containerd-stock", "ours": "containerd"}
 
-func run(bin string, names []string, focus string, keep bool, timeout time.Duration) int {
+func run(bin string, names []string, o options, keep bool) int {
 	start := time.Now()
 	for _, name := range names {
 		if binaries[name] == "" {
@@ -94,23 +107,24 @@ func run(bin string, names []string, focus string, keep bool, timeout time.Durat
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
+	fmt.Printf("critest %s against %s, ginkgo seed %d, %d skips by name\n", filepath.Join(bin, "critest"),
+		strings.Join(names, " then "), o.seed, len(o.skips))
 	results := map[string]*result{}
+	var rs []*result
 	for _, name := range names {
-		r, left, err := suite(bin, filepath.Join(top, name), name, reg.Addr, focus, timeout, sigs)
+		r, left, err := suite(bin, filepath.Join(top, name), name, reg.Addr, o, sigs)
 		leftover = leftover || left
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "critest: %s: %v\n", name, err)
 			return 2
 		}
 		results[name] = r
+		rs = append(rs, r)
 	}
 
-	var rs []*result
-	for _, name := range names {
-		rs = append(rs, results[name])
-	}
 	printTable(os.Stdout, rs)
-	printSkips(os.Stdout, rs)
+	printSkips(os.Stdout, rs, o.skips)
+	fmt.Println()
 	for _, r := range rs {
 		r.printSummary(os.Stdout)
 	}
@@ -129,7 +143,7 @@ func run(bin string, names []string, focus string, keep bool, timeout time.Durat
 
 // suite starts one daemon in dir, runs critest against it, stops it and
 // cleans up after it; left is true if anything could not be removed.
-func suite(bin, dir, name, registry, focus string, timeout time.Duration, sigs <-chan os.Signal) (r *result, left bool, err error) {
+func suite(bin, dir, name, registry string, o options, sigs <-chan os.Signal) (r *result, left bool, err error) {
 	d, err := newDaemon(bin, dir, name, registry)
 	if err != nil {
 		return nil, false, err
@@ -141,7 +155,7 @@ func suite(bin, dir, name, registry, focus string, timeout time.Duration, sigs <
 	}
 	fmt.Printf("== %s: %s ready in %s, running critest\n", name, d.binary, time.Since(t0).Round(time.Millisecond))
 	report := filepath.Join(dir, "report.json")
-	if err := d.critest(report, focus, timeout, sigs); err != nil {
+	if err := d.critest(report, o, sigs); err != nil {
 		return nil, false, err
 	}
 	r, err = readReport(report, name)

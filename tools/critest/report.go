@@ -162,7 +162,7 @@ func notRunAnywhere(rs []*result, name string) bool {
 // printSkips prints each skip of ours with its reason and how many specs
 // it covers, and the benchmarks critest skips itself. A skip that covers
 // no spec, or a spec that some daemon ran anyway, is said so.
-func printSkips(w io.Writer, rs []*result) {
+func printSkips(w io.Writer, rs []*result, skips []skip) {
 	fmt.Fprintf(w, "\n== skipped by name, for every daemon (%d skips)\n", len(skips))
 	all := specs(rs)
 	for _, s := range skips {

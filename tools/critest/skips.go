@@ -1,17 +1,77 @@
 package main
 
-import "regexp"
+import (
+	"encoding/json"
+	"os/exec"
+	"regexp"
+)
 
 // suiteDescription is what critest names its ginkgo suite (cmd/critest
 // RunSpecs); ginkgo matches -skip against it, a space and the spec's name.
 const suiteDescription = "CRI validation"
 
-// skip names a spec, or a group of specs by the names of its containers,
-// that neither daemon runs, and says why. The same skips go to both.
+// skip names a spec, or a group of specs by the names of its leading
+// containers, that neither daemon runs, and says why. The same skips go
+// to both daemons.
 type skip struct{ spec, why string }
 
-// skips are the specs that cannot run on this host, for either daemon.
-var skips = []skip{}
+// imageSkips need images that cannot be made from toybox here.
+var imageSkips = []skip{
+	{"[k8s.io] Image Manager public image with digest should be pulled and removed [Conformance]",
+		"names test-image-digest by the digest of the upstream image's bytes"},
+	{"[k8s.io] Security Context NamespaceOption runtime should support HostPID",
+		"runs the e2e nginx image (its master process and /var/run/nginx.pid)"},
+	{"[k8s.io] Security Context NamespaceOption runtime should support PodPID",
+		"runs the e2e nginx image (its master process)"},
+	{"[k8s.io] Security Context NamespaceOption runtime should support ContainerPID",
+		"runs the e2e nginx image (its master process)"},
+	{"[k8s.io] Networking runtime should support networking runtime should support port mapping with only container port [Conformance]",
+		"runs the e2e nginx image as the web server"},
+	{"[k8s.io] Streaming runtime should support streaming interfaces runtime should support portforward [Conformance]",
+		"runs the e2e nginx image as the web server"},
+	{"[k8s.io] Streaming runtime should support streaming interfaces runtime should support portforward in host network",
+		"runs the hostnet-nginx image as the web server"},
+	{"[k8s.io] Security Context NoNewPrivs",
+		"runs the e2e nonewprivs image (a setuid test binary)"},
+	{"[k8s.io] Multiple Containers [Conformance]",
+		"runs the e2e httpd image"},
+}
+
+// hostSkips need what this host lacks: iptables for CNI's portmap plugin
+// (hostPort mappings), and seccomp in runc (built without libseccomp
+// when it is absent, see the Makefile). runcFeatures is the output of
+// `runc features`.
+func hostSkips(haveIptables bool, runcFeatures []byte) []skip {
+	var out []skip
+	if !haveIptables {
+		out = append(out, skip{"[k8s.io] Networking runtime should support networking runtime should support port mapping with host port and container port [Conformance]",
+			"the portmap CNI plugin needs iptables, which this host lacks"})
+	}
+	var features struct {
+		Linux struct {
+			Seccomp *struct{ Enabled *bool }
+		}
+	}
+	if json.Unmarshal(runcFeatures, &features) != nil || features.Linux.Seccomp == nil ||
+		features.Linux.Seccomp.Enabled == nil || !*features.Linux.Seccomp.Enabled {
+		why := "bin/runc has no seccomp support (built without libseccomp)"
+		for _, spec := range []string{
+			"should support seccomp localhost profile on the container",
+			"should support seccomp default on the container",
+			"runtime should support an seccomp profile that blocks setting hostname with SYS_ADMIN",
+		} {
+			out = append(out, skip{"[k8s.io] Security Context SeccompProfilePath " + spec, why})
+		}
+	}
+	return out
+}
+
+// skipsFor is imageSkips and the hostSkips of this host and bin/runc.
+func skipsFor(runc string) []skip {
+	_, err := exec.LookPath("iptables")
+	features, _ := exec.Command(runc, "features").Output()
+	return append(append([]skip(nil), imageSkips...), hostSkips(err == nil, features)...)
+}
 
 // skipRegexp is the ginkgo -skip regexp that matches spec, a spec's whole
 // name or the leading containers of a group, and nothing else.
@@ -23,14 +83,3 @@ func skipRegexp(spec string) string {
 func (s skip) matches(name string) bool {
 	return regexp.MustCompile(skipRegexp(s.spec)).MatchString(suiteDescription + " " + name)
 }
-
-// skipFor is the skip that covers name, or nil.
-func skipFor(name string) *skip {
-	for i := range skips {
-		if skips[i].matches(name) {
-			return &skips[i]
-		}
-	}
-	return nil
-}
-

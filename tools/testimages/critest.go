@@ -16,12 +16,16 @@ import (
 const criToolsRepo = "k8s-staging-cri-tools/"
 
 // critestImages are the images for -critest, built on the toybox image's
-// files.
+// files. Each image config carries a label naming the image, so that no
+// two of them (nor toybox:1 and pause:3.10) are one image by accident:
+// an image's repo tags are those of every reference that pulled it, and
+// the pull specs compare them. Only the test-image-tags tags are meant to
+// be one image.
 func critestImages(bin []byte, applets []string) ([]image, error) {
-	base := v1.Config{Cmd: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}, WorkingDir: "/"}
 	files := toyboxFiles(bin, applets)
 	var out []image
 	add := func(cfg v1.Config, es []entry, refs ...string) error {
+		cfg.Labels = map[string]string{"io.shimkeeper.test-image": refs[0]}
 		img, err := newImage(es, cfg)
 		if err != nil {
 			return fmt.Errorf("image %s: %w", refs[0], err)
@@ -31,54 +35,48 @@ func critestImages(bin []byte, applets []string) ([]image, error) {
 		}
 		return nil
 	}
-	with := func(f func(*v1.Config)) v1.Config {
-		c := base
-		c.Env = append([]string(nil), base.Env...)
-		f(&c)
-		return c
+	base := func(user string) v1.Config {
+		return v1.Config{Cmd: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}, WorkingDir: "/", User: user}
 	}
 
-	// One image under several tags: "with tag", "without tag", "all
-	// kinds of references" and the three tags of one image.
-	if err := add(base, files,
-		criToolsRepo+"test-image-tag:test", criToolsRepo+"test-image-tag:all",
-		criToolsRepo+"test-image-latest:latest",
-		criToolsRepo+"test-image-tags:1", criToolsRepo+"test-image-tags:2", criToolsRepo+"test-image-tags:3",
-	); err != nil {
-		return nil, err
-	}
-	// Three different images: a label tells their configs apart.
-	for i := 1; i <= 3; i++ {
-		cfg := with(func(c *v1.Config) { c.Labels = map[string]string{"test-image": fmt.Sprint(i)} })
-		if err := add(cfg, files, fmt.Sprintf("%stest-image-%d:latest", criToolsRepo, i)); err != nil {
+	// "with tag", "all kinds of references", "without tag", and the three
+	// tags of one image.
+	for _, refs := range [][]string{
+		{"test-image-tag:test"}, {"test-image-tag:all"}, {"test-image-latest:latest"},
+		{"test-image-tags:1", "test-image-tags:2", "test-image-tags:3"},
+		{"test-image-1:latest"}, {"test-image-2:latest"}, {"test-image-3:latest"},
+	} {
+		for i := range refs {
+			refs[i] = criToolsRepo + refs[i]
+		}
+		if err := add(base(""), files, refs...); err != nil {
 			return nil, err
 		}
 	}
 	// The image config's User, in its four forms (image.go: uid 1002,
 	// www-data, uid 1003 with a group, www-data with a group).
-	for ref, user := range map[string]string{
-		"test-image-user-uid":            "1002",
-		"test-image-user-username":       "www-data",
-		"test-image-user-uid-group":      "1003:1003",
-		"test-image-user-username-group": "www-data:www-data",
+	for _, u := range []struct{ ref, user string }{
+		{"test-image-user-uid", "1002"},
+		{"test-image-user-username", "www-data"},
+		{"test-image-user-uid-group", "1003:1003"},
+		{"test-image-user-username-group", "www-data:www-data"},
 	} {
-		cfg := with(func(c *v1.Config) { c.User = user })
-		if err := add(cfg, withUsers(files), criToolsRepo+ref+":latest"); err != nil {
+		if err := add(base(u.user), withUsers(files), criToolsRepo+u.ref+":latest"); err != nil {
 			return nil, err
 		}
 	}
 	// A user 1000 whose /etc/group makes it a member of group 50000
 	// (security_context_linux.go, SupplementalGroupsPolicy).
-	if err := add(base, withUsers(files), criToolsRepo+"test-image-predefined-group:latest"); err != nil {
+	if err := add(base(""), withUsers(files), criToolsRepo+"test-image-predefined-group:latest"); err != nil {
 		return nil, err
 	}
-	// registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9, one image from
-	// two registries (image.go, image_id_consistency.go).
-	pause, err := newImage(pauseFiles(bin), v1.Config{Entrypoint: []string{"/pause"}, Env: []string{"PATH=/bin"}, WorkingDir: "/"})
-	if err != nil {
-		return nil, fmt.Errorf("pause:3.9 image: %w", err)
+	// registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9: one repository
+	// here, so one image from two registries (image.go,
+	// image_id_consistency.go).
+	pauseCfg := v1.Config{Entrypoint: []string{"/pause"}, Env: []string{"PATH=/bin"}, WorkingDir: "/"}
+	if err := add(pauseCfg, pauseFiles(bin), "pause:3.9"); err != nil {
+		return nil, err
 	}
-	out = append(out, image{"pause:3.9", pause})
 	return out, nil
 }
 

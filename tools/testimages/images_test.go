@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -156,8 +157,8 @@ func first(s []string) string {
 }
 
 // TestCritestImages checks what critest compares: one image under the
-// test-image-tags tags, three different test-image-N images, and the
-// users the user images name.
+// test-image-tags tags, every other reference an image of its own, and
+// the users the user images name.
 func TestCritestImages(t *testing.T) {
 	imgs, err := buildImages(fakeToybox(t), true)
 	if err != nil {
@@ -190,6 +191,15 @@ func TestCritestImages(t *testing.T) {
 		if got := user[r(ref)]; got != want {
 			t.Errorf("%s: user %q, want %q", ref, got, want)
 		}
+	}
+	// Every other reference is an image of its own: the pull specs
+	// compare the repo tags of what they pulled.
+	seen := map[string]string{}
+	for ref, d := range digest {
+		if other, ok := seen[d]; ok && !(strings.Contains(ref, "test-image-tags:") && strings.Contains(other, "test-image-tags:")) {
+			t.Errorf("%s and %s are one image (%s)", ref, other, d)
+		}
+		seen[d] = ref
 	}
 	if digest["pause:3.9"] == "" || digest[r("test-image-predefined-group:latest")] == "" {
 		t.Errorf("missing pause:3.9 or test-image-predefined-group in %v", digest)

@@ -3,15 +3,17 @@ package main
 // A deliberately small shell: enough for test containers to run
 // `sh -c "echo hi; sleep 1; exit 3"` and similar one-liners.
 //
-// Supported: commands separated by `;`, newlines, `&&` and `||`; single and
-// double quotes; backslash escapes; `$NAME`, `${NAME}`, `$?`, `$$`, `$#`,
-// `$0`-`$9`, `$@`/`$*` (expanded when the command runs, so `fail 3; echo $?`
-// prints 3); `NAME=value` assignments; redirections `>`, `>>`, `<`, `2>`,
-// `2>>`, `2>&1`; `#` comments; the builtins `exit [N]`, `cd DIR`, `export
-// NAME=value` and `exec CMD...`. Commands that are toybox applets run in
-// process; anything else is looked up on PATH and run as a child (or exec'd
-// when it is the whole script). Not supported: pipes, `&`, globbing,
-// subshells, functions, control flow, `trap`.
+// Supported: commands separated by `;`, newlines, `&&` and `||`; pipelines
+// (`a | b`, `! a`); `for NAME in WORDS; do ...; done`, `while` and `until`
+// loops; single and double quotes; backslash escapes; `$NAME`, `${NAME}`,
+// `$?`, `$$`, `$#`, `$0`-`$9`, `$@`/`$*` (expanded when the command runs, so
+// `fail 3; echo $?` prints 3); command substitution `$(...)`, split into
+// words unless quoted; `NAME=value` assignments; redirections `>`, `>>`,
+// `<`, `2>`, `2>>`, `2>&1`; `#` comments; the builtins `exit [N]`, `cd DIR`,
+// `export NAME=value` and `exec CMD...`. Commands that are toybox applets
+// run in process; anything else is looked up on PATH and run as a child (or
+// exec'd when it is the whole script). Not supported: `&`, globbing,
+// subshells, functions, `if`, `case`, `trap`.
 
 import (
 	"bufio"
@@ -91,32 +93,236 @@ func (s *shell) interactive() int {
 // replaces itself with it, as real shells do for `sh -c cmd`.
 func (s *shell) runScript(script string, mayExec bool) int {
 	cmds, err := splitCommands(script)
+	var nodes []node
+	if err == nil {
+		nodes, err = parseNodes(cmds)
+	}
 	if err != nil {
 		fmt.Fprintln(s.std.Stderr, "sh:", err)
 		s.status = 2
 		return 2
 	}
-	for i, c := range cmds {
+	return s.runNodes(nodes, mayExec && len(cmds) == 1)
+}
+
+// runNodes runs a list of pipelines and loops.
+func (s *shell) runNodes(nodes []node, mayExec bool) int {
+	for _, n := range nodes {
 		if s.exited {
 			break
 		}
-		if (c.op == "&&" && s.status != 0) || (c.op == "||" && s.status == 0) {
+		if (n.op == "&&" && s.status != 0) || (n.op == "||" && s.status == 0) {
 			continue
 		}
-		s.status = s.runCommand(c.text, mayExec && len(cmds) == 1 && i == 0)
+		switch {
+		case n.loop != nil:
+			s.status = s.runLoop(n.loop)
+		case len(n.pipeline) == 1 && !n.negate:
+			s.status = s.runCommand(n.pipeline[0], mayExec)
+		default:
+			s.status = s.runPipeline(n.pipeline)
+			if n.negate {
+				s.status = boolStatus(s.status != 0)
+			}
+		}
 	}
 	return s.status
 }
 
+func boolStatus(ok bool) int {
+	if ok {
+		return 0
+	}
+	return 1
+}
+
+// runLoop runs a for, while or until loop.
+func (s *shell) runLoop(l *loop) int {
+	status := 0
+	if l.kind == "for" {
+		words, _, err := s.words(l.words)
+		if err != nil {
+			fmt.Fprintln(s.std.Stderr, "sh:", err)
+			return 2
+		}
+		for _, w := range words {
+			if s.exited {
+				break
+			}
+			os.Setenv(l.name, w)
+			status = s.runNodes(l.body, false)
+		}
+		return status
+	}
+	for !s.exited {
+		if ok := s.runNodes(l.cond, false) == 0; ok != (l.kind == "while") {
+			break
+		}
+		status = s.runNodes(l.body, false)
+	}
+	return status
+}
+
+// runPipeline runs the commands of a pipeline at once, each one's stdout
+// the next one's stdin, and returns the last one's status.
+func (s *shell) runPipeline(texts []string) int {
+	statuses := make([]int, len(texts))
+	done := make(chan struct{}, len(texts))
+	in := s.std.Stdin
+	for i, text := range texts {
+		sub := *s
+		sub.std.Stdin = in
+		var w *os.File
+		if i < len(texts)-1 {
+			r, pw, err := os.Pipe()
+			if err != nil {
+				fmt.Fprintln(s.std.Stderr, "sh:", err)
+				return 1
+			}
+			sub.std.Stdout, w, in = pw, pw, r
+		}
+		go func(i int, text string, sub shell, w *os.File) {
+			statuses[i] = sub.runCommand(text, false)
+			if w != nil {
+				w.Close() // the next command sees EOF
+			}
+			if r, ok := sub.std.Stdin.(*os.File); ok && i > 0 {
+				r.Close()
+			}
+			done <- struct{}{}
+		}(i, text, sub, w)
+	}
+	for range texts {
+		<-done
+	}
+	return statuses[len(texts)-1]
+}
+
+// node is a pipeline or a loop, and the operator that joins it to the
+// node before it ("", ";", "&&" or "||").
+type node struct {
+	op       string
+	negate   bool     // `! pipeline`
+	pipeline []string // simple commands joined by |
+	loop     *loop
+}
+
+// loop is `for NAME in WORDS; do BODY; done`, or `while|until COND; do
+// BODY; done`.
+type loop struct {
+	kind       string // for, while, until
+	name       string // for's variable
+	words      string // for's word list, expanded when the loop runs
+	cond, body []node
+}
+
+// parseNodes groups the commands of splitCommands into pipelines and
+// loops.
+func parseNodes(cmds []command) ([]node, error) {
+	nodes, rest, err := parseUntil(cmds, "")
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("%w near %q", errSyntax, rest[0].text)
+	}
+	return nodes, err
+}
+
+// parseUntil parses commands until one that starts with the keyword end
+// (not consumed; "" for none) and returns the commands left.
+func parseUntil(cmds []command, end string) ([]node, []command, error) {
+	var out []node
+	for len(cmds) > 0 {
+		c := cmds[0]
+		first, rest := firstWord(c.text)
+		if first == end || (end == "" && (first == "do" || first == "done")) {
+			return out, cmds, nil
+		}
+		switch first {
+		case "for", "while", "until":
+			l := &loop{kind: first}
+			var err error
+			if first == "for" {
+				name, in := firstWord(rest)
+				kw, words := firstWord(in)
+				if name == "" || kw != "in" {
+					return nil, nil, fmt.Errorf("%w: for NAME in WORDS", errSyntax)
+				}
+				l.name, l.words = name, words
+				cmds = cmds[1:]
+			} else {
+				cmds = append([]command{{op: c.op, text: rest}}, cmds[1:]...)
+				if l.cond, cmds, err = parseUntil(cmds, "do"); err != nil {
+					return nil, nil, err
+				}
+			}
+			if cmds, err = keyword(cmds, "do"); err != nil {
+				return nil, nil, err
+			}
+			if l.body, cmds, err = parseUntil(cmds, "done"); err != nil {
+				return nil, nil, err
+			}
+			if cmds, err = keyword(cmds, "done"); err != nil {
+				return nil, nil, err
+			}
+			if len(cmds) > 0 && cmds[0].op == "|" {
+				return nil, nil, fmt.Errorf("%w: a loop in a pipeline", errSyntax)
+			}
+			out = append(out, node{op: c.op, loop: l})
+			continue
+		}
+		n := node{op: c.op}
+		if first == "!" {
+			n.negate, c.text = true, rest
+		}
+		n.pipeline = []string{c.text}
+		cmds = cmds[1:]
+		for len(cmds) > 0 && cmds[0].op == "|" {
+			n.pipeline = append(n.pipeline, cmds[0].text)
+			cmds = cmds[1:]
+		}
+		out = append(out, n)
+	}
+	if end != "" {
+		return nil, nil, fmt.Errorf("%w: missing %s", errSyntax, end)
+	}
+	return out, nil, nil
+}
+
+// keyword consumes the keyword kw that starts cmds[0]; what follows it is
+// a command of its own.
+func keyword(cmds []command, kw string) ([]command, error) {
+	if len(cmds) == 0 {
+		return nil, fmt.Errorf("%w: missing %s", errSyntax, kw)
+	}
+	first, rest := firstWord(cmds[0].text)
+	if first != kw {
+		return nil, fmt.Errorf("%w: %q where %s belongs", errSyntax, cmds[0].text, kw)
+	}
+	if rest == "" {
+		return cmds[1:], nil
+	}
+	return append([]command{{op: ";", text: rest}}, cmds[1:]...), nil
+}
+
+// firstWord splits text at its first blank.
+func firstWord(text string) (first, rest string) {
+	text = strings.TrimSpace(text)
+	i := strings.IndexAny(text, " \t\n")
+	if i < 0 {
+		return text, ""
+	}
+	return text[:i], strings.TrimSpace(text[i+1:])
+}
+
 // command is one simple command and the operator that joins it to the one
-// before it ("" for the first, ";", "&&" or "||").
+// before it ("" for the first, ";", "&&", "||" or "|").
 type command struct {
 	op   string
 	text string
 }
 
-// splitCommands cuts a script at unquoted `;`, newlines, `&&` and `||`,
-// dropping comments and empty commands. It rejects pipes and `&`.
+// splitCommands cuts a script at unquoted `;`, newlines, `&&`, `||` and
+// `|` outside `$(...)`, dropping comments and empty commands. It rejects
+// `&`.
 func splitCommands(script string) ([]command, error) {
 	var (
 		out     []command
@@ -125,15 +331,16 @@ func splitCommands(script string) ([]command, error) {
 		quote   rune
 		escaped bool
 		atStart = true // at the start of a word, where `#` begins a comment
+		depth   int    // inside $( ... )
 	)
 	flush := func(next string) error {
 		text := strings.TrimSpace(cur.String())
 		cur.Reset()
 		if text == "" {
-			if next == "&&" || next == "||" {
+			if next == "&&" || next == "||" || next == "|" {
 				return fmt.Errorf("%w near %q", errSyntax, next)
 			}
-			if op == "&&" || op == "||" {
+			if op == "&&" || op == "||" || op == "|" {
 				return nil // keep waiting for the right-hand side
 			}
 		} else {
@@ -167,6 +374,15 @@ func splitCommands(script string) ([]command, error) {
 		case c == '\'' || c == '"':
 			cur.WriteRune(c)
 			quote = c
+		case c == '$' && i+1 < len(rs) && rs[i+1] == '(':
+			cur.WriteString("$(")
+			i++
+			depth++
+		case c == ')' && depth > 0:
+			cur.WriteRune(c)
+			depth--
+		case depth > 0:
+			cur.WriteRune(c)
 		case c == '#' && atStart:
 			for i < len(rs) && rs[i] != '\n' {
 				i++
@@ -189,7 +405,9 @@ func splitCommands(script string) ([]command, error) {
 		case c == '&' && !(i > 0 && rs[i-1] == '>'):
 			return nil, fmt.Errorf("%w: background jobs (&) are not supported", errSyntax)
 		case c == '|':
-			return nil, fmt.Errorf("%w: pipes are not supported", errSyntax)
+			if err := flush("|"); err != nil {
+				return nil, err
+			}
 		default:
 			cur.WriteRune(c)
 		}
@@ -198,13 +416,16 @@ func splitCommands(script string) ([]command, error) {
 	if quote != 0 {
 		return nil, fmt.Errorf("%w: unterminated %c quote", errSyntax, quote)
 	}
+	if depth > 0 {
+		return nil, fmt.Errorf("%w: unterminated $(", errSyntax)
+	}
 	if escaped {
 		cur.WriteRune('\\')
 	}
 	if err := flush(";"); err != nil {
 		return nil, err
 	}
-	if op == "&&" || op == "||" {
+	if op == "&&" || op == "||" || op == "|" {
 		return nil, fmt.Errorf("%w: missing command after %s", errSyntax, op)
 	}
 	return out, nil
@@ -259,6 +480,25 @@ func (s *shell) words(text string) (words []string, redirs []redirect, err error
 			}
 		case c == '"' && quote == '"':
 			quote = 0
+		case c == '$' && i+1 < len(rs) && rs[i+1] == '(':
+			end := closingParen(rs, i+2)
+			if end < 0 {
+				return nil, nil, fmt.Errorf("%w: unterminated $(", errSyntax)
+			}
+			out := s.substitute(string(rs[i+2 : end]))
+			i = end
+			if quote == '"' {
+				cur.WriteString(out)
+				inWord = true
+				continue
+			}
+			for j, f := range strings.Fields(out) { // unquoted: split into words
+				if j > 0 {
+					emit()
+				}
+				cur.WriteString(f)
+				inWord = true
+			}
 		case c == '$':
 			n := s.expand(rs[i+1:], &cur)
 			i += n
@@ -313,6 +553,39 @@ func (s *shell) words(text string) (words []string, redirs []redirect, err error
 		return nil, nil, fmt.Errorf("%w: missing redirection target", errSyntax)
 	}
 	return words, redirs, nil
+}
+
+// closingParen is the index of the ) that closes the $( whose contents
+// start at rs[from], or -1.
+func closingParen(rs []rune, from int) int {
+	depth := 1
+	var quote rune
+	for i := from; i < len(rs); i++ {
+		switch c := rs[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			if depth--; depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// substitute runs script as $(script) does: its stdout, without the
+// trailing newlines; $? becomes its status.
+func (s *shell) substitute(script string) string {
+	var out strings.Builder
+	sub := &shell{std: stdio{Stdin: s.std.Stdin, Stdout: &out, Stderr: s.std.Stderr}, args: s.args, status: s.status}
+	s.status = sub.runScript(script, false)
+	return strings.TrimRight(out.String(), "\n")
 }
 
 // expand writes the value of the parameter that starts rs (just after `$`)
