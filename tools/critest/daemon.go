@@ -23,8 +23,8 @@ const (
 	// image (-test-images-file); like the CRI tests' host it resolves
 	// nowhere, only hosts.toml sends it to the registry.
 	registryHost = "registry.shimkeeper.test"
-	pauseImage   = registryHost + "/pause:3.10" // tools/testimages PauseRef
-	toyboxImage  = registryHost + "/toybox:1"   // tools/testimages ToyboxRef
+	pauseImage   = registryHost + "/pause:3.10"       // tools/testimages PauseRef
+	toyboxImage  = registryHost + "/critest/toybox:1" // tools/testimages CritestToyboxRef
 
 	// podSubnet is the pods' range on each daemon's own bridge (no
 	// address on it, no route, no masquerading), as in the CRI

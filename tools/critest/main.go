@@ -81,6 +81,11 @@ func run(bin string, names []string, o options, keep bool) int {
 	if err != nil {
 		fatal(err)
 	}
+	// 0711 like containerd's own state dirs: a user namespace's root
+	// (a host uid of its own) must get through to the bundles.
+	if err := os.Chmod(top, 0o711); err != nil {
+		fatal(err)
+	}
 	leftover := false
 	defer func() {
 		if keep || leftover {

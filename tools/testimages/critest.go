@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"fmt"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -22,7 +23,7 @@ const criToolsRepo = "k8s-staging-cri-tools/"
 // the pull specs compare them. Only the test-image-tags tags are meant to
 // be one image.
 func critestImages(bin []byte, applets []string) ([]image, error) {
-	files := toyboxFiles(bin, applets)
+	files := hardLinked(toyboxFiles(bin, applets))
 	var out []image
 	add := func(cfg v1.Config, es []entry, refs ...string) error {
 		cfg.Labels = map[string]string{"io.shimkeeper.test-image": refs[0]}
@@ -39,6 +40,10 @@ func critestImages(bin []byte, applets []string) ([]image, error) {
 		return v1.Config{Cmd: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}, WorkingDir: "/", User: user}
 	}
 
+	// critest's default container image (the driver's -test-images-file).
+	if err := add(base(""), files, CritestToyboxRef); err != nil {
+		return nil, err
+	}
 	// "with tag", "all kinds of references", "without tag", and the three
 	// tags of one image.
 	for _, refs := range [][]string{
@@ -78,6 +83,24 @@ func critestImages(bin []byte, applets []string) ([]image, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// CritestToyboxRef is toybox:1 with its applets hard links to
+// /bin/toybox, as busybox's images have them: a spec that masks /bin/ls
+// (runc binds /dev/null over the path, through a symlink onto its target)
+// must not mask the shell too.
+const CritestToyboxRef = "critest/toybox:1"
+
+// hardLinked is files with each symlink to toybox in bin/ a hard link.
+func hardLinked(files []entry) []entry {
+	out := make([]entry, 0, len(files))
+	for _, e := range files {
+		if e.Type == tar.TypeSymlink && e.Link == "toybox" {
+			e = entry{Name: e.Name, Type: tar.TypeLink, Mode: 0o755, Link: "bin/toybox"}
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // withUsers is files with /etc/passwd and /etc/group listing www-data

@@ -88,10 +88,10 @@ func buildImages(path string, critest bool) ([]image, error) {
 // entry is one file of a layer.
 type entry struct {
 	Name string // relative path, no leading slash
-	Type byte   // tar.TypeDir, TypeReg or TypeSymlink
+	Type byte   // tar.TypeDir, TypeReg, TypeSymlink or TypeLink
 	Mode int64
 	Data []byte // TypeReg
-	Link string // TypeSymlink
+	Link string // TypeSymlink: the target; TypeLink: the file's name in the layer
 }
 
 func dir(name string, mode int64) entry { return entry{Name: name, Type: tar.TypeDir, Mode: mode} }
@@ -141,11 +141,17 @@ func toyboxFiles(bin []byte, applets []string) []entry {
 	return es
 }
 
-// layerTar is the uncompressed tar of es, sorted by name, owned by root,
-// every timestamp epoch.
+// layerTar is the uncompressed tar of es, sorted by name with the hard
+// links last (after the files they name), owned by root, every timestamp
+// epoch.
 func layerTar(es []entry) ([]byte, error) {
 	sorted := append([]entry(nil), es...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	sort.Slice(sorted, func(i, j int) bool {
+		if li, lj := sorted[i].Type == tar.TypeLink, sorted[j].Type == tar.TypeLink; li != lj {
+			return lj
+		}
+		return sorted[i].Name < sorted[j].Name
+	})
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range sorted {

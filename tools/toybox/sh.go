@@ -41,7 +41,11 @@ type shell struct {
 }
 
 func sh(st stdio, args []string) int {
-	s := &shell{std: st, args: []string{"sh"}}
+	name := "sh" // $0, and the prefix of what the shell says
+	if filepath.Base(os.Args[0]) == "sh" {
+		name = os.Args[0]
+	}
+	s := &shell{std: st, args: []string{name}}
 	switch {
 	case len(args) >= 2 && args[0] == "-c":
 		if len(args) > 2 {
@@ -720,6 +724,10 @@ func (s *shell) runCommand(text string, mayExec bool) int {
 // external program replaces the shell process.
 func (s *shell) exec(st stdio, words []string, replace bool) int {
 	if a, ok := s.inProcess(words[0]); ok {
+		if shadowedByNonExecutable(words[0]) {
+			fmt.Fprintf(st.Stderr, "%s: %s: Permission denied\n", s.args[0], words[0])
+			return 126
+		}
 		return a(st, words[1:])
 	}
 	path, err := exec.LookPath(words[0])
@@ -769,6 +777,25 @@ func (s *shell) exec(st stdio, words []string, replace bool) int {
 	}
 	fmt.Fprintf(st.Stderr, "sh: %s: %v\n", words[0], err)
 	return 1
+}
+
+// shadowedByNonExecutable reports whether the first file named name on
+// PATH cannot be executed, as when a container masks /bin/ls with
+// /dev/null: a real shell's exec of it fails with EACCES, so the applet
+// must not run either.
+func shadowedByNonExecutable(name string) bool {
+	if strings.Contains(name, "/") {
+		return false
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		path := filepath.Join(dir, name)
+		fi, err := os.Stat(path)
+		if err != nil {
+			continue
+		}
+		return fi.IsDir() || syscall.Access(path, 1) != nil // X_OK
+	}
+	return false
 }
 
 // inProcess returns the applet for name when name is a bare applet name, or a
