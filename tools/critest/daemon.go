@@ -107,6 +107,9 @@ func newDaemon(bin, dir, name, registry string) (*daemon, error) {
 
 func (d *daemon) socketDir() string { return filepath.Join(d.dir, "s") }
 
+// pidFile holds the pid of the daemon's current process.
+func (d *daemon) pidFile() string { return filepath.Join(d.dir, "daemon.pid") }
+
 // configTOML is the daemon's config: the integration harness's (own root,
 // state, sockets; no opt, no tracing) with NRI on its own socket, and the
 // CRI tests' CRI part (crihost.Config).
@@ -152,9 +155,9 @@ func (d *daemon) env() []string {
 }
 
 // start starts the daemon and waits until CRI reports the runtime and the
-// network ready.
+// network ready; it writes the daemon's pid to pidFile.
 func (d *daemon) start() error {
-	logf, err := os.Create(d.logPath)
+	logf, err := os.OpenFile(d.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644) // a restart appends
 	if err != nil {
 		return err
 	}
@@ -168,6 +171,9 @@ func (d *daemon) start() error {
 	}
 	d.cmd, d.exited = cmd, make(chan struct{})
 	go func() { _ = cmd.Wait(); close(d.exited) }()
+	if err := os.WriteFile(d.pidFile(), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		return err
+	}
 
 	var last string
 	for deadline := time.Now().Add(readyTimeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {

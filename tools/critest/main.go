@@ -40,12 +40,17 @@ type options struct {
 }
 
 func main() {
+	if code, ok := restartShim(os.Args); ok {
+		os.Exit(code)
+	}
 	binDir := flag.String("bin", "bin", "dir with containerd, containerd-stock, critest, crictl, runc, the shim, testimages, toybox and cni/")
 	daemons := flag.String("daemons", "stock,ours", "daemons to run, in order: stock, ours")
 	focus := flag.String("focus", "", "ginkgo -focus regexp (default: every spec)")
 	seed := flag.Int64("seed", 0, "ginkgo -seed, the order of the specs for both daemons (default: from the clock)")
 	keep := flag.Bool("keep", false, "keep the temp dir (daemon and critest logs, reports) instead of deleting it")
 	timeout := flag.Duration("timeout", 40*time.Minute, "ginkgo suite timeout per daemon")
+	restart := flag.Bool("containerd-restart", false, "run containerd v2.4.2's CRI test "+restartTest+
+		" (bin/containerd-integration.test) instead of critest")
 	flag.Parse()
 
 	bin, err := filepath.Abs(*binDir)
@@ -56,13 +61,19 @@ func main() {
 	if o.seed == 0 {
 		o.seed = time.Now().Unix()
 	}
+	if *restart {
+		os.Exit(runRestart(bin, strings.Split(*daemons, ","), *keep))
+	}
 	os.Exit(run(bin, strings.Split(*daemons, ","), o, *keep))
 }
 
 // binaries are the daemons by name.
 var binaries = map[string]string{"stock": "containerd-stock", "ours": "containerd"}
 
-func run(bin string, names []string, o options, keep bool) int {
+// inEnv checks bin, makes the run's temp dir and starts the registry,
+// calls body, and removes the dir unless keep is set or body reports
+// something left behind (then removing it could reach into a mount).
+func inEnv(bin string, names []string, keep bool, body func(top, registry string) (code int, leftover bool)) int {
 	start := time.Now()
 	for _, name := range names {
 		if binaries[name] == "" {
@@ -107,43 +118,77 @@ func run(bin string, names []string, o options, keep bool) int {
 	}
 	defer reg.Stop()
 
-	// An interrupt stops the running critest; the deferred cleanups run.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-
-	fmt.Printf("critest %s against %s, ginkgo seed %d, %d skips by name\n", filepath.Join(bin, "critest"),
-		strings.Join(names, " then "), o.seed, len(o.skips))
-	results := map[string]*result{}
-	var rs []*result
-	for _, name := range names {
-		r, left, err := suite(bin, filepath.Join(top, name), name, reg.Addr, o, sigs)
-		leftover = leftover || left
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "critest: %s: %v\n", name, err)
-			return 2
-		}
-		results[name] = r
-		rs = append(rs, r)
-	}
-
-	printTable(os.Stdout, rs)
-	printSkips(os.Stdout, rs, o.skips)
-	fmt.Println()
-	for _, r := range rs {
-		r.printSummary(os.Stdout)
-	}
-	code := 0
-	if stock, ours := results["stock"], results["ours"]; stock != nil && ours != nil {
-		if lost := compare(os.Stdout, stock, ours); len(lost) > 0 {
-			code = 1
-		}
-	}
+	code, leftover := body(top, reg.Addr)
 	if leftover {
 		code = 2
 	}
 	fmt.Printf("total time %s\n", time.Since(start).Round(time.Second))
 	return code
+}
+
+func run(bin string, names []string, o options, keep bool) int {
+	return inEnv(bin, names, keep, func(top, registry string) (int, bool) {
+		// An interrupt stops the running critest; the deferred cleanups run.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+
+		fmt.Printf("critest %s against %s, ginkgo seed %d, %d skips by name\n", filepath.Join(bin, "critest"),
+			strings.Join(names, " then "), o.seed, len(o.skips))
+		results := map[string]*result{}
+		var rs []*result
+		leftover := false
+		for _, name := range names {
+			r, left, err := suite(bin, filepath.Join(top, name), name, registry, o, sigs)
+			leftover = leftover || left
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "critest: %s: %v\n", name, err)
+				return 2, leftover
+			}
+			results[name] = r
+			rs = append(rs, r)
+		}
+
+		printTable(os.Stdout, rs)
+		printSkips(os.Stdout, rs, o.skips)
+		fmt.Println()
+		for _, r := range rs {
+			r.printSummary(os.Stdout)
+		}
+		if stock, ours := results["stock"], results["ours"]; stock != nil && ours != nil {
+			if lost := compare(os.Stdout, stock, ours); len(lost) > 0 {
+				return 1, leftover
+			}
+		}
+		return 0, leftover
+	})
+}
+
+// runRestart runs TestContainerdRestart against each daemon; it fails if
+// the test fails against ours, or against ours and not against stock.
+func runRestart(bin string, names []string, keep bool) int {
+	if _, err := os.Stat(filepath.Join(bin, "containerd-integration.test")); err != nil {
+		fmt.Fprintf(os.Stderr, "critest: %v (run make critest-restart)\n", err)
+		return 2
+	}
+	return inEnv(bin, names, keep, func(top, registry string) (int, bool) {
+		passed := map[string]bool{}
+		leftover := false
+		for _, name := range names {
+			ok, left, err := restartSuite(bin, filepath.Join(top, name), name, registry)
+			leftover = leftover || left
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "critest: %s: %v\n", name, err)
+				return 2, leftover
+			}
+			passed[name] = ok
+		}
+		if ok, ran := passed["ours"]; ran && !ok {
+			fmt.Println("FAIL: " + restartTest + " fails against ours")
+			return 1, leftover
+		}
+		return 0, leftover
+	})
 }
 
 // suite starts one daemon in dir, runs critest against it, stops it and
