@@ -270,7 +270,7 @@ bench: build
 # ours in one run (tools/critest): prints both daemons' outcome of every
 # spec, the skips by name with their reasons, and fails if ours does not
 # pass a spec stock passes. Needs root; offline (bin/testimages serves the
-# images); about 4 minutes on 2 cores. Extra flags through CRITEST_FLAGS,
+# images); about 3 minutes on 2 cores. Extra flags through CRITEST_FLAGS,
 # e.g. CRITEST_FLAGS="-focus Streaming -keep". critest-smoke, part of make
 # test, runs the groups below (about 30 s): CRI's basic pod and container
 # life, exec/attach, and the idempotence of stop and remove.
