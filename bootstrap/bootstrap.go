@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+	"io/fs"
 	"path/filepath"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/errdefs"
 
 	"github.com/containerd/containerd/v2/pkg/protobuf/proto"
-	"github.com/containerd/containerd/v2/pkg/shim"
 
 	"github.com/shimkeeper/shimkeeper/layout"
 )
@@ -81,10 +80,11 @@ const (
 	FormOther
 )
 
-// ReadForm is Read, also saying which form the params
-// came in.
+// ReadForm is Read, also saying which form the params came in. Either
+// file must be a regular file (layout.ReadRegular): a FIFO would block the
+// read for ever, a symlink would lead out of the bundle.
 func ReadForm(bundlePath string) (*bootapi.BootstrapResult, Form, error) {
-	data, err := os.ReadFile(filepath.Join(bundlePath, layout.FileBootstrap))
+	data, err := layout.ReadRegular(filepath.Join(bundlePath, layout.FileBootstrap))
 	if err == nil {
 		if p, err := parseFile(data); err == nil {
 			return p, FormJSON, nil
@@ -95,13 +95,15 @@ func ReadForm(bundlePath string) (*bootapi.BootstrapResult, Form, error) {
 		}
 		return p, FormOther, nil
 	}
-	if !os.IsNotExist(err) {
+	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, FormJSON, err
 	}
-	address, err := shim.ReadAddress(filepath.Join(bundlePath, layout.FileAddress))
-	if err != nil && !errors.Is(err, shim.ErrNoAddress) {
+	// As stock's shim.ReadAddress: the file's bytes, untrimmed.
+	data, err = layout.ReadRegular(filepath.Join(bundlePath, layout.FileAddress))
+	if err != nil {
 		return nil, FormLegacyAddress, fmt.Errorf("no %s and no legacy address file: %w", layout.FileBootstrap, err)
 	}
+	address := string(data)
 	if address == "" {
 		return nil, FormLegacyAddress, fmt.Errorf("legacy address file is empty: %w", errdefs.ErrInvalidArgument)
 	}

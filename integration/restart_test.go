@@ -4,7 +4,10 @@ package integration
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -199,4 +202,80 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestExitAfterRestartListed: right after a restart, the task listing is
+// answered from what recovery's probe learned (knownstate); a task that
+// exits after that must be listed STOPPED with its exit status at once,
+// as stock lists it (stock asks the shim on every listing), not only once
+// the probe's answer has expired (knownstate.TTL, 10 s). The process exits
+// on its own, so no call through the daemon tells it: only the shim's
+// /tasks/exit event does.
+func TestExitAfterRestartListed(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t)
+	const id = "exitlater"
+	fifo := "/tmp/release-" + randomHex(4)
+	recMkfifo(t, d.Rootfs+fifo)
+	if r := d.runDetached(d.NS, id, "/bin/sh", "-c", "cat "+fifo+"; exit 5"); r.ExitCode != 0 {
+		t.Fatalf("%s", r)
+	}
+	running := d.waitTask(d.NS, id, "RUNNING")
+	d.Restart()
+	if got := d.tasks(d.NS)[id]; got != running {
+		t.Fatalf("after restart: %+v, want %+v", got, running)
+	}
+	recReleaseFIFO(t, d.Rootfs+fifo)
+	recWaitGone(t, "container process after its FIFO was released", running.PID)
+	// Well inside the probe answer's 10 s.
+	if msg := eventually(3*time.Second, func() string {
+		if got := d.tasks(d.NS)[id]; got.Status != "STOPPED" {
+			return fmt.Sprintf("task %+v, want STOPPED", got)
+		}
+		return ""
+	}); msg != "" {
+		t.Fatalf("an exit after the restart is not listed: %s", msg)
+	}
+	if r := d.ctr("task", "delete", id); r.ExitCode != 0 || !strings.Contains(r.Stderr, "exit code 5") {
+		t.Fatalf("delete: want exit code 5\n%s", r)
+	}
+	d.mustCtr("container", "rm", id)
+	assertNoLeaks(t, d)
+}
+
+// TestShimLogCopied: what a shim writes to its bundle's log FIFO reaches
+// the daemon's stderr, for a shim the daemon started and, after a
+// restart, for the same shim adopted (shimlog: one pump for every shim).
+// The test writes to the FIFO as the shim would.
+func TestShimLogCopied(t *testing.T) {
+	t.Parallel()
+	d := newDaemon(t)
+	const id = "logged"
+	d.mustRunSleeper(d.NS, id)
+	fifo := filepath.Join(d.State, taskPluginDir, d.NS, id, "log")
+	say := func(line string) {
+		t.Helper()
+		w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			t.Fatalf("open the shim log FIFO for writing (nobody reading it?): %v", err)
+		}
+		defer w.Close()
+		if _, err := w.WriteString(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		if msg := eventually(5*time.Second, func() string {
+			if !d.logContains(line) {
+				return "not in the daemon's log"
+			}
+			return ""
+		}); msg != "" {
+			t.Fatalf("%q %s", line, msg)
+		}
+	}
+	say("shim log line " + randomHex(4) + " before the restart")
+	d.Restart()
+	d.waitTask(d.NS, id, "RUNNING")
+	say("shim log line " + randomHex(4) + " after the restart")
+	d.removeContainer(d.NS, id)
+	assertNoLeaks(t, d)
 }

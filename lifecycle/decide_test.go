@@ -10,14 +10,14 @@ import (
 // product. facts_test.go checks that these lists are complete.
 var (
 	allKinds      = []Kind{KindDir, KindFile, KindSymlink, KindOther}
-	allPresences  = []Presence{PresenceUnknown, PresenceFound, PresenceAbsent}
+	allPresences  = []Presence{PresenceUnknown, PresenceFound, PresenceAbsent, PresenceNotLooked}
 	allLiveness   = []Liveness{LivenessUnknown, LivenessAlive, LivenessGone}
 	allTaskStates = []TaskState{TaskUnknown, TaskNone, TaskLive, TaskExited}
 	allBools      = []bool{false, true}
 )
 
 // allObservations calls f with every combination of facts Decide reads:
-// 4 kinds × 2^4 flags × 3^6 presences and livenesses × 4 task states.
+// 4 kinds × 2^4 flags × 4^5 presences × 3 livenesses × 4 task states.
 func allObservations(f func(Observation)) {
 	for _, kind := range allKinds {
 		for _, valid := range allBools {
@@ -86,7 +86,7 @@ func removesBundle(a Action) bool {
 }
 
 func TestDecideCrossProduct(t *testing.T) {
-	const want = 4 * 2 * 2 * 2 * 3 * 3 * 3 * 2 * 3 * 4 * 3 * 3
+	const want = 4 * 2 * 2 * 2 * 4 * 4 * 4 * 2 * 3 * 4 * 4 * 4
 	n := 0
 	seen := map[Action]int{}
 	allObservations(func(o Observation) {
@@ -385,8 +385,8 @@ func TestDecide(t *testing.T) {
 			want: ActionAdopt,
 		},
 		{
-			// The shim answered Connect but State failed for another
-			// reason than NotFound: ownership unknown.
+			// The shim answered State with an error of its own other
+			// than NotFound: ownership unknown.
 			name: "state call fails",
 			obs:  with(func(o *Observation) { o.Liveness, o.Task = LivenessAlive, TaskUnknown }),
 			want: ActionAdopt,

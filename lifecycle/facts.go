@@ -23,6 +23,11 @@ const (
 	PresenceUnknown Presence = iota
 	PresenceFound
 	PresenceAbsent
+	// PresenceNotLooked: not looked up, because the verdict does not
+	// depend on it (a record is read only when it can change the verdict:
+	// one bolt transaction per bundle is a tenth of a pass's time).
+	// Decide takes it as it takes unknown.
+	PresenceNotLooked
 )
 
 // Liveness of the shim, from dialling its socket and calling the task API.
@@ -98,7 +103,7 @@ type Observation struct {
 }
 
 var kindNames = [...]string{"dir", "file", "symlink", "other"}
-var presenceNames = [...]string{"unknown", "found", "absent"}
+var presenceNames = [...]string{"unknown", "found", "absent", "not looked up"}
 var livenessNames = [...]string{"unknown", "alive", "gone"}
 var taskNames = [...]string{"unknown", "none", "live", "exited"}
 

@@ -72,6 +72,10 @@ func (a *managerActuator) Observe(ctx context.Context, t *Target, deadline time.
 	o := a.so
 	o.deadline = deadline
 	s := &scanned{obs: lifecycle.Observation{Namespace: t.NS, ID: t.ID, Rebooted: o.rebooted}, bundle: t.bundle}
+	if t.scan != nil {
+		// The listing's type of the entry, on the first look.
+		s.listed = t.scan.listed
+	}
 	start := time.Now()
 	observe(namespaces.WithNamespace(ctx, t.NS), a.m, o, s)
 	s.scanDur = time.Since(start)

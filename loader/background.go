@@ -13,9 +13,11 @@ import (
 )
 
 // maxRemovals: removals yield to the daemon's foreground work. Each may
-// spawn a `shim delete`, and a CPU's worth of them at a time keeps the
-// rest of the daemon responsive (the ids stay held meanwhile).
-func maxRemovals() int { return goruntime.GOMAXPROCS(0) }
+// spawn a `shim delete` (a fork and exec, and the shim binary's own
+// start): one CPU fewer than the daemon has, so that serving (the
+// listing clients wait for, above all) keeps a CPU while the dead are
+// cleaned up; one at least. The ids stay held meanwhile.
+func maxRemovals() int { return max(1, goruntime.GOMAXPROCS(0)-1) }
 
 // background carries out the removals the pass decided (the held
 // bundles) and the work-dir GC, then closes the pass.

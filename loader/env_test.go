@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/containerd/v2/core/sandbox"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
+	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/manager"
 )
 
@@ -207,8 +208,13 @@ func newFakeEnv() *fakeEnv {
 
 func bundleKey(b *manager.Bundle) string { return b.Namespace + "/" + b.ID }
 
-func (e *fakeEnv) RuntimeName(b *manager.Bundle, _ containers.Container, _ error) (string, bool, error) {
+func (e *fakeEnv) RuntimeName(b *manager.Bundle, record func() (containers.Container, error)) (string, bool, error) {
 	e.runtimeCalls.add(bundleKey(b))
+	// As the real one: the record is the fallback for a bundle that
+	// names no runtime.
+	if _, err := os.Lstat(filepath.Join(b.Path, layout.FileBinaryPath)); err != nil {
+		_, _ = record()
+	}
 	a := e.runtimeNames[bundleKey(b)]
 	return a.name, a.found, a.err
 }

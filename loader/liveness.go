@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -96,19 +95,13 @@ func initProcess(s *scanned) lifecycle.Presence {
 }
 
 // readSmallRegular reads a small regular file of a bundle, trimmed; a
-// FIFO, symlink or anything else is refused, never opened.
+// FIFO, symlink or anything else is refused, never opened for reading.
 func readSmallRegular(path string) (string, error) {
-	if err := regularOrAbsent(path); err != nil {
-		return "", err
-	}
-	f, err := os.Open(path)
+	data, err := layout.ReadRegular(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	buf := make([]byte, 4096)
-	n, _ := f.Read(buf)
-	return strings.TrimSpace(string(buf[:n])), nil
+	return strings.TrimSpace(string(data)), nil
 }
 
 func joinInts(v []int) string {

@@ -10,7 +10,7 @@ import (
 // Plan scans the state dir and decides, without acting: it returns what
 // the next recovery pass would do with each entry and why. It writes,
 // removes, registers and kills nothing; probes use only read-only task API
-// calls (Connect, State) and their connections are closed again.
+// calls (State) and their connections are closed again.
 func Plan(ctx context.Context, env Env, opts Options) Report {
 	start := time.Now()
 	opts = opts.withDefaults()

@@ -293,7 +293,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if got := pub.topics("dead"); strings.Join(got, ",") != "/tasks/exit,/tasks/delete" {
 		t.Errorf("dead: published %q", got)
 	}
-	if got := adopt.calls.list(); strings.Join(got, ",") != "Connect adopt,State adopt" {
+	if got := adopt.calls.list(); strings.Join(got, ",") != "State adopt" {
 		t.Errorf("adopted shim got %q; recovery must only probe it", got)
 	}
 	if data, err := os.ReadFile(filepath.Join(f.root, layout.BootIDFile)); err != nil || string(data) != "boot-1\n" {

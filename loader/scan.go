@@ -3,16 +3,15 @@ package loader
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/sandbox"
@@ -28,9 +27,9 @@ import (
 // Env is what the scan needs from the shim manager. Every method is
 // read-only on disk; Probe opens a connection and nothing else.
 type Env interface {
-	// RuntimeName: c and cerr are the scan's lookup of the container
-	// record, the fallback when the bundle names no runtime.
-	RuntimeName(b *manager.Bundle, c containers.Container, cerr error) (string, bool, error)
+	// RuntimeName: record looks up the container record, the fallback
+	// when the bundle names no runtime.
+	RuntimeName(b *manager.Bundle, record func() (containers.Container, error)) (string, bool, error)
 	ResolveRuntime(name string) (string, error)
 	Containers() containers.Store
 	Sandboxes() sandbox.Store
@@ -52,6 +51,12 @@ type scanned struct {
 	probe   manager.ProbeResult
 	notes   []string
 	scanDur time.Duration
+	// listed is the entry's type from the state dir listing, good for
+	// the pass's first look only (fresh).
+	listed struct {
+		typ   fs.FileMode
+		fresh bool
+	}
 }
 
 type scanOptions struct {
@@ -100,10 +105,12 @@ func list(o scanOptions) ([]*scanned, []string) {
 			if layout.Hidden(id) {
 				continue // pending atomic removal; finished by the work-dir pass
 			}
-			entries = append(entries, &scanned{
+			s := &scanned{
 				obs:    lifecycle.Observation{Namespace: ns, ID: id, Rebooted: o.rebooted},
 				bundle: manager.LoadBundle(o.stateDir, o.rootDir, ns, id),
-			})
+			}
+			s.listed.typ, s.listed.fresh = e.Type(), true
+			entries = append(entries, s)
 		}
 	}
 	return entries, warnings
@@ -143,47 +150,50 @@ func forEach(limit, n int, fn func(i int)) {
 func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	obs := &s.obs
 	path := s.bundle.Path
-	fi, err := os.Lstat(path)
-	switch {
-	case err != nil:
-		obs.Kind = lifecycle.KindOther
-		s.note("lstat: " + err.Error())
-		return
-	case fi.Mode()&fs.ModeSymlink != 0:
-		obs.Kind = lifecycle.KindSymlink
-		return
-	case fi.Mode().IsRegular():
-		obs.Kind = lifecycle.KindFile
-		return
-	case !fi.IsDir():
-		obs.Kind = lifecycle.KindOther
+	// What the entry is: on a pass's first look, the type the dir listing
+	// gave a moment ago (no call per bundle); afterwards, lstat.
+	if s.listed.fresh && s.listed.typ.IsDir() {
+		obs.Kind = lifecycle.KindDir
+	} else {
+		kindOf(obs, s, path)
+	}
+	s.listed.fresh = false
+	if obs.Kind != lifecycle.KindDir {
 		return
 	}
-	obs.Kind = lifecycle.KindDir
 	obs.ValidName = identifiers.Validate(obs.Namespace) == nil && identifiers.Validate(obs.ID) == nil
 	if !obs.ValidName {
 		return
 	}
-	names, err := readDirNames(path)
-	if err != nil {
-		// Unreadable: nothing can be judged; it is not proof of emptiness.
-		s.note("read bundle: " + err.Error())
+	params, form, err := bootstrap.ReadForm(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// No bootstrap.json and no address: the bundle may be empty (a
+		// crash between making it and `shim start`). Only then is it
+		// listed.
+		names, rerr := readDirNames(path)
+		if rerr != nil {
+			// Unreadable: nothing can be judged; it is not proof of
+			// emptiness.
+			s.note("read bundle: " + rerr.Error())
+		}
+		obs.Empty = rerr == nil && len(names) == 0
+		if obs.Empty {
+			return
+		}
 	}
-	obs.Empty = err == nil && len(names) == 0
-	if obs.Empty {
-		return
-	}
-	obs.Joined = slices.Contains(names, layout.FileSandbox)
+	_, jerr := os.Lstat(filepath.Join(path, layout.FileSandbox))
+	obs.Joined = jerr == nil
 
-	c, cerr := env.Containers().Get(ctx, obs.ID)
-	obs.Container = presence(c, cerr)
-	obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
+	// The records are read only where they can change the verdict.
+	obs.Container, obs.Sandbox = lifecycle.PresenceNotLooked, lifecycle.PresenceNotLooked
+	record := func() (containers.Container, error) {
+		c, err := env.Containers().Get(ctx, obs.ID)
+		obs.Container = presence(c, err)
+		return c, err
+	}
 
 	obs.Runtime = lifecycle.PresenceUnknown
-	if err := regularOrAbsent(filepath.Join(path, layout.FileBinaryPath)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// RuntimeName reads the file: a FIFO would block it for ever.
-		s.note("runtime: " + err.Error())
-	} else if name, found, err := env.RuntimeName(s.bundle, c, cerr); err != nil {
+	if name, found, err := env.RuntimeName(s.bundle, record); err != nil {
 		s.note("runtime: " + err.Error())
 	} else if found {
 		if p, err := env.ResolveRuntime(name); err != nil {
@@ -195,7 +205,6 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		}
 	}
 
-	params, form, err := readBootstrap(path)
 	// Where to look for the shim: the recorded address, and, when there is
 	// none or it may be a damaged file read as an address, the default
 	// address of a shim started for this id.
@@ -268,40 +277,13 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 		return
 	}
 	obs.Task = s.probe.Task
+	if obs.Task == lifecycle.TaskNone && !obs.Joined {
+		// A live shim with no task: leaked unless its id is a sandbox's.
+		obs.Sandbox = presence(env.Sandboxes().Get(ctx, obs.ID))
+	}
 }
 
 func (s *scanned) note(n string) { s.notes = append(s.notes, n) }
-
-// readBootstrap is manager.ReadBootstrap for files that are regular: a
-// bootstrap.json or address that is a FIFO would block the scan for ever,
-// and one that is a symlink would lead it out of the bundle (to
-// /dev/zero, say). Either counts as no usable bootstrap.
-func readBootstrap(bundle string) (*bootapi.BootstrapResult, bootstrap.Form, error) {
-	err := regularOrAbsent(filepath.Join(bundle, layout.FileBootstrap))
-	if errors.Is(err, fs.ErrNotExist) {
-		err = regularOrAbsent(filepath.Join(bundle, layout.FileAddress))
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, bootstrap.FormOther, err
-	}
-	return bootstrap.ReadForm(bundle)
-}
-
-// errNotRegular: a bundle file the scan will not read.
-var errNotRegular = errors.New("not a regular file")
-
-// regularOrAbsent returns nil for a regular file, an error wrapping
-// fs.ErrNotExist for a missing one, and errNotRegular for anything else.
-func regularOrAbsent(path string) error {
-	fi, err := os.Lstat(path)
-	switch {
-	case err != nil:
-		return err
-	case !fi.Mode().IsRegular():
-		return fmt.Errorf("%s: %w (%s)", filepath.Base(path), errNotRegular, fi.Mode().Type())
-	}
-	return nil
-}
 
 func presence[T any](_ T, err error) lifecycle.Presence {
 	switch {
@@ -313,11 +295,32 @@ func presence[T any](_ T, err error) lifecycle.Presence {
 	return lifecycle.PresenceUnknown
 }
 
-func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+// kindOf says what the entry is, from lstat: the scan never follows a
+// symlink.
+func kindOf(obs *lifecycle.Observation, s *scanned, path string) {
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		obs.Kind = lifecycle.KindOther
+		s.note("lstat: " + err.Error())
+	case fi.Mode()&fs.ModeSymlink != 0:
+		obs.Kind = lifecycle.KindSymlink
+	case fi.Mode().IsRegular():
+		obs.Kind = lifecycle.KindFile
+	case fi.IsDir():
+		obs.Kind = lifecycle.KindDir
+	default:
+		obs.Kind = lifecycle.KindOther
 	}
+}
+
+// readDirNames lists dir, which must be a dir and not a symlink to one.
+func readDirNames(dir string) ([]string, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
 	names, err := f.Readdirnames(-1)
 	if err != nil {

@@ -170,7 +170,10 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 		env.containers.answers[ns+"/"+id] = c
 		env.sandboxes.answers[ns+"/"+id] = s
 	}
-	dir := lifecycle.Observation{Kind: lifecycle.KindDir, ValidName: true, Runtime: lifecycle.PresenceFound, Container: lifecycle.PresenceFound, Sandbox: lifecycle.PresenceAbsent}
+	// The records are looked up only where the verdict needs them: the
+	// container record when no shim-binary-path names the runtime, the
+	// sandbox record for a live shim with no task that is not joined.
+	dir := lifecycle.Observation{Kind: lifecycle.KindDir, ValidName: true, Runtime: lifecycle.PresenceFound, Container: lifecycle.PresenceNotLooked, Sandbox: lifecycle.PresenceNotLooked}
 	obs := func(f func(o *lifecycle.Observation)) lifecycle.Observation {
 		o := dir
 		f(&o)
@@ -196,7 +199,7 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	env.probes["default/proto"] = alive(nil, noTask)
 	want["default/proto"] = wantEntry{
 		obs: obs(func(o *lifecycle.Observation) {
-			o.Container, o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceAbsent, lifecycle.PresenceFound, lifecycle.LivenessAlive, lifecycle.TaskNone
+			o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceFound, lifecycle.LivenessAlive, lifecycle.TaskNone
 		}),
 		// Adoption rewrites it as JSON (migrate), so the next start trusts it.
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/proto", runcPath, true, ""},
@@ -238,7 +241,9 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	found("default", "leaked", lifecycle.PresenceFound, lifecycle.PresenceAbsent)
 	env.probes["default/leaked"] = alive(nil, noTask)
 	want["default/leaked"] = wantEntry{
-		obs:   obs(func(o *lifecycle.Observation) { o.Liveness, o.Task = lifecycle.LivenessAlive, lifecycle.TaskNone }),
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceAbsent, lifecycle.LivenessAlive, lifecycle.TaskNone
+		}),
 		probe: &wantProbe{3, "ttrpc", defaultAddress("default", "leaked"), runcPath, true, ""},
 	}
 
@@ -250,16 +255,29 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	want["default/v4"] = wantEntry{obs: obs(func(o *lifecycle.Observation) { o.Liveness = lifecycle.LivenessUnknown })}
 
 	// The stores fail, the runtime name cannot be read, and State fails
-	// with something other than NotFound.
+	// with something other than NotFound: no record is needed (the
+	// shim-binary-path read failed, not absent; the task is not "none").
 	stock("default", "storeerr", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/storeerr","protocol":"ttrpc"}`})
 	found("default", "storeerr", lifecycle.PresenceUnknown, lifecycle.PresenceUnknown)
 	env.runtimeNames["default/storeerr"] = runtimeAnswer{err: errors.New("read shim-binary-path: input/output error")}
 	env.probes["default/storeerr"] = alive(nil, errdefs.ErrUnavailable)
 	want["default/storeerr"] = wantEntry{
 		obs: obs(func(o *lifecycle.Observation) {
-			o.Runtime, o.Container, o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceUnknown, lifecycle.PresenceUnknown, lifecycle.PresenceUnknown, lifecycle.LivenessAlive, lifecycle.TaskUnknown
+			o.Runtime, o.Liveness, o.Task = lifecycle.PresenceUnknown, lifecycle.LivenessAlive, lifecycle.TaskUnknown
 		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/storeerr", "", false, ""},
+	}
+
+	// A live shim with no task whose sandbox record cannot be read:
+	// ownership unknown.
+	stock("default", "sberr", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/sberr","protocol":"ttrpc"}`})
+	found("default", "sberr", lifecycle.PresenceUnknown, lifecycle.PresenceUnknown)
+	env.probes["default/sberr"] = alive(nil, noTask)
+	want["default/sberr"] = wantEntry{
+		obs: obs(func(o *lifecycle.Observation) {
+			o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceUnknown, lifecycle.LivenessAlive, lifecycle.TaskNone
+		}),
+		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/sberr", runcPath, false, ""},
 	}
 
 	// The runtime is named but its binary is not installed.
@@ -294,7 +312,7 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	env.probes["default/joined"] = alive(nil, noTask)
 	want["default/joined"] = wantEntry{
 		obs: obs(func(o *lifecycle.Observation) {
-			o.Joined, o.Liveness, o.Task = true, lifecycle.LivenessAlive, lifecycle.TaskNone
+			o.Container, o.Joined, o.Liveness, o.Task = lifecycle.PresenceFound, true, lifecycle.LivenessAlive, lifecycle.TaskNone
 		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/pod1", runcPath, false, ""},
 	}
@@ -325,7 +343,7 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	long := strings.Repeat("b", 76)
 	f.bundle("default", long, map[string]string{"address": "file:unix:///run/long"})
 	want["default/"+long] = wantEntry{
-		obs:   lifecycle.Observation{Kind: lifecycle.KindDir, ValidName: true, Container: lifecycle.PresenceAbsent, Sandbox: lifecycle.PresenceAbsent, Liveness: lifecycle.LivenessGone},
+		obs:   lifecycle.Observation{Kind: lifecycle.KindDir, ValidName: true, Container: lifecycle.PresenceAbsent, Sandbox: lifecycle.PresenceNotLooked, Liveness: lifecycle.LivenessGone},
 		probe: &wantProbe{2, "ttrpc", "unix:///run/long", "", true, ""},
 	}
 	// Dot-names are pending atomic removals: not observed at all.
@@ -334,10 +352,11 @@ func scanFixture(t testing.TB) (*fixture, *fakeEnv, map[string]wantEntry) {
 	// Another namespace: the namespace reaches the stores and the probe.
 	stock("k8s.io", "pod1", map[string]string{"bootstrap.json": `file:{"version":3,"address":"unix:///run/containerd/s/k8s-pod1","protocol":"ttrpc"}`})
 	found("k8s.io", "pod1", lifecycle.PresenceFound, lifecycle.PresenceFound)
-	env.probes["k8s.io/pod1"] = alive(running, nil)
+	// A pod sandbox's shim: no task of the sandbox's id.
+	env.probes["k8s.io/pod1"] = alive(nil, noTask)
 	want["k8s.io/pod1"] = wantEntry{
 		obs: obs(func(o *lifecycle.Observation) {
-			o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceFound, lifecycle.LivenessAlive, lifecycle.TaskLive
+			o.Sandbox, o.Liveness, o.Task = lifecycle.PresenceFound, lifecycle.LivenessAlive, lifecycle.TaskNone
 		}),
 		probe: &wantProbe{3, "ttrpc", "unix:///run/containerd/s/k8s-pod1", runcPath, false, ""},
 	}
@@ -456,16 +475,17 @@ func TestScanFixtures(t *testing.T) {
 	if got := env.defaultCalls.list(); strings.Join(got, ",") != strings.Join(wantDefault, ",") {
 		t.Errorf("DefaultAddress asked for %q, want %q", got, wantDefault)
 	}
-	// The stores were read, once per valid non-empty bundle, under its
-	// namespace, and never written.
-	for _, st := range []*storeAnswers{&env.containers.storeAnswers, &env.sandboxes.storeAnswers} {
+	// The stores were read once per record the observation says was
+	// looked up, under its namespace, and never written.
+	for i, st := range []*storeAnswers{&env.containers.storeAnswers, &env.sandboxes.storeAnswers} {
 		if w := st.writes.list(); len(w) > 0 {
 			t.Errorf("store written: %q", w)
 		}
 		for k, w := range want {
+			looked := []lifecycle.Presence{w.obs.Container, w.obs.Sandbox}[i] != lifecycle.PresenceNotLooked
 			n := st.gets.count(k)
-			if wantN := map[bool]int{true: 1}[w.obs.ValidName && !w.obs.Empty]; n != wantN {
-				t.Errorf("store Get(%s) %d times, want %d", k, n, wantN)
+			if wantN := map[bool]int{true: 1}[w.obs.ValidName && !w.obs.Empty && looked]; n != wantN {
+				t.Errorf("store %d Get(%s) %d times, want %d", i, k, n, wantN)
 			}
 		}
 	}
@@ -645,10 +665,8 @@ func TestScanReadsOnlyRegularFiles(t *testing.T) {
 		f.bundle("default", id, entries)
 		env.runtimeNames["default/"+id] = runtimeAnswer{name: runcName, found: true}
 	}
-	// A FIFO shim-binary-path: the runtime is not asked for (the real
-	// RuntimeName reads the file) and stays unknown.
-	f.bundle("default", "sbpfifo", map[string]string{"shim-binary-path": "fifo", "bootstrap.json": `file:{"version":3,"address":"unix:///run/sbp","protocol":"ttrpc"}`})
-	env.runtimeNames["default/sbpfifo"] = runtimeAnswer{name: runcName, found: true}
+	// A FIFO shim-binary-path is manager.RuntimeName's to refuse
+	// (TestRuntimeNameReadsOnlyRegularFiles there).
 
 	before := snapshotTree(t, f.state, f.root, f.outside)
 	entries := scanWithin(t, 10*time.Second, env, f.opts(), f.state, f.outside)
@@ -668,11 +686,5 @@ func TestScanReadsOnlyRegularFiles(t *testing.T) {
 		if !s.migrate {
 			t.Errorf("%s: not marked for bootstrap.json migration", k)
 		}
-	}
-	if s := got["default/sbpfifo"]; s == nil || s.obs.Runtime != lifecycle.PresenceUnknown || s.runtimePath != "" {
-		t.Errorf("sbpfifo: %+v", s)
-	}
-	if n := env.runtimeCalls.count("default/sbpfifo"); n != 0 {
-		t.Errorf("RuntimeName asked for a bundle whose shim-binary-path is a FIFO")
 	}
 }

@@ -157,9 +157,13 @@ func TestReconnectAdopts(t *testing.T) {
 			if ep, v := s.Endpoint(); ep != "ttrpc+"+srv.addr || v != 3 {
 				t.Errorf("endpoint %s %d", ep, v)
 			}
-			c := f.last(t, "Connect")
-			if c.ns != testNS || c.req.(*task.ConnectRequest).ID != fakeTaskID {
-				t.Errorf("Connect carried ns %q, request %v", c.ns, c.req)
+			// State is the whole probe: no Connect.
+			if m := f.methods(); len(m) != 1 || m[0] != "State" {
+				t.Errorf("probe calls %v, want [State]", m)
+			}
+			c := f.last(t, "State")
+			if c.ns != testNS || c.req.(*task.StateRequest).ID != fakeTaskID {
+				t.Errorf("State carried ns %q, request %v", c.ns, c.req)
 			}
 			// A probe reads: the bundle is as it was, and no `shim delete`.
 			testshim.RequireSameSnapshot(t, before, testshim.Snapshot(t, r.bundle.Path))

@@ -25,6 +25,7 @@ import (
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
 	"github.com/shimkeeper/shimkeeper/gates"
+	"github.com/shimkeeper/shimkeeper/knownstate"
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/proc"
 	"github.com/shimkeeper/shimkeeper/shimbin"
@@ -49,8 +50,12 @@ type Config struct {
 	Address, TTRPCAddress string
 	SocketDir             string
 	// Env is added to the environment of `shim start`.
-	Env        []string
-	Events     events.Publisher
+	Env    []string
+	Events events.Publisher
+	// Subscriber, if set, is the event exchange the shims publish to: its
+	// task events keep the states recovery learned true (knownstate).
+	// Without it every State asks the shim.
+	Subscriber events.Subscriber
 	Containers containers.Store
 	Sandboxes  sandbox.Store
 	Timeouts   Timeouts
@@ -69,11 +74,28 @@ type Manager struct {
 	// servingSeen: containerd's grpc address has accepted a connection.
 	servingSeen atomic.Bool
 	monitor     atomic.Pointer[runtime.TaskMonitor]
+	// known: the task events seen, for the states recovery's probes
+	// learned (nil without a Subscriber).
+	known *knownstate.Book
 }
 
-// New returns a Manager. It starts nothing.
+// New returns a Manager. With cfg.Subscriber it subscribes to task events
+// for the daemon's lifetime; it starts nothing else.
 func New(cfg Config) *Manager {
-	return &Manager{cfg: cfg, shims: runtime.NewNSMap[*Shim](), runtimes: shimbin.NewResolver()}
+	m := &Manager{cfg: cfg, shims: runtime.NewNSMap[*Shim](), runtimes: shimbin.NewResolver()}
+	if cfg.Subscriber != nil {
+		m.known = knownstate.NewBook()
+		knownstate.Watch(context.Background(), cfg.Subscriber, m.known, m.forgetKnown)
+	}
+	return m
+}
+
+// forgetKnown drops the known state of the task registered under ns/id,
+// if any: an event says it may have changed.
+func (m *Manager) forgetKnown(ns, id string) {
+	if s, err := m.shims.Get(namespaces.WithNamespace(context.Background(), ns), id); err == nil {
+		s.known.Forget()
+	}
 }
 
 // ID is the plugin id, io.containerd.shim.v1.manager.
@@ -249,7 +271,7 @@ func (m *Manager) startShim(ctx context.Context, b *Bundle, opts runtime.CreateO
 	bin := m.binary(b, runtimePath)
 	topts := taskOptions(opts)
 
-	stopLogs, err := drainShimLog(namespaces.WithNamespace(context.Background(), b.Namespace), b.Path)
+	stopLogs, err := drainShimLog(b.Path)
 	if err != nil {
 		return nil, err
 	}

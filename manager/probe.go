@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,9 @@ import (
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/containerd/containerd/v2/core/containers"
 
@@ -24,17 +28,19 @@ import (
 )
 
 // RuntimeName returns the runtime recorded for an existing bundle: the
-// shim-binary-path file, or else the container record's runtime name. c
-// and cerr are the caller's lookup of the bundle's container record. found
-// is false when neither names one.
-func (m *Manager) RuntimeName(b *Bundle, c containers.Container, cerr error) (name string, found bool, err error) {
-	data, err := os.ReadFile(filepath.Join(b.Path, layout.FileBinaryPath))
+// shim-binary-path file, or else the container record's runtime name,
+// which record looks up (only then). found is false when neither names
+// one. shim-binary-path must be a regular file (layout.ReadRegular): a
+// FIFO would block the read for ever.
+func (m *Manager) RuntimeName(b *Bundle, record func() (containers.Container, error)) (name string, found bool, err error) {
+	data, err := layout.ReadRegular(filepath.Join(b.Path, layout.FileBinaryPath))
 	if name := strings.TrimSpace(string(data)); err == nil && name != "" {
 		return name, true, nil
 	}
-	if err != nil && !os.IsNotExist(err) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", false, fmt.Errorf("read %s: %w", layout.FileBinaryPath, err)
 	}
+	c, cerr := record()
 	if errdefs.IsNotFound(cerr) {
 		return "", false, nil
 	}
@@ -81,30 +87,72 @@ func ClassifyState(st *task.StateResponse, err error) lifecycle.TaskState {
 	return lifecycle.TaskUnknown
 }
 
-// Probe dials the shim at params and asks it for the task: Connect (with
-// the v2 downgrade), then State. Nothing on disk is touched. A refused or
-// missing socket is Gone; a shim that answers is Alive; anything else,
+// Probe dials the shim at params and asks it for the task's State (with
+// the v2 downgrade). Nothing on disk is touched. A refused or missing
+// socket is Gone; a shim that answers, with a state or with an error of
+// its own (NotFound: it has no such task), is Alive; anything else,
 // timeouts included, is Unknown. ctx bounds the whole probe.
+//
+// State alone is the probe: an answer proves the shim serves the task API
+// as well as Connect's would, and it says what the verdict needs (live,
+// exited or no task). Connect's pids are not needed, so one call per shim
+// is spared (stock makes three: Connect, Pids, and State per listing).
 func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, params *bootapi.BootstrapResult) ProbeResult {
 	s := newShim(b, m.binaryFor(b, runtimePath), params)
 	if err := m.dial(ctx, s); err != nil {
 		return ProbeResult{Liveness: dialLiveness(err), Err: err}
 	}
 	v := s.Version()
-	if _, err := m.connectRPC(ctx, s); err != nil {
+	ticket := m.known.Ticket(b.Namespace, b.ID)
+	st, err := m.stateRPC(ctx, s)
+	if err != nil && !shimAnswered(err) {
 		s.Abandon()
-		return ProbeResult{Liveness: lifecycle.LivenessUnknown, Err: fmt.Errorf("task API connect: %w", err)}
+		return ProbeResult{Liveness: lifecycle.LivenessUnknown, Err: fmt.Errorf("task API state: %w", err)}
 	}
 	r := ProbeResult{Liveness: lifecycle.LivenessAlive, Shim: s, Downgraded: s.Version() != v}
-	tc, err := s.TaskClient()
-	if err != nil {
-		r.StateErr = err
-		return r
-	}
-	st, err := tc.State(ctx, &task.StateRequest{ID: b.ID})
 	r.StateErr = errgrpc.ToNative(err)
 	r.Task = ClassifyState(st, r.StateErr)
+	if err == nil {
+		s.probed = &probedState{ticket: ticket, state: stateFromProto(st)}
+	}
 	return r
+}
+
+// stateRPC calls the task API State, downgrading to v2 once on
+// NotImplemented (a 1.7-era shim behind a binary that says v3), as stock
+// does with Connect on load. The error is the client's, unconverted.
+func (m *Manager) stateRPC(ctx context.Context, s *Shim) (*task.StateResponse, error) {
+	call := func() (*task.StateResponse, error) {
+		tc, err := s.TaskClient()
+		if err != nil {
+			return nil, err
+		}
+		return tc.State(ctx, &task.StateRequest{ID: s.ID()})
+	}
+	resp, err := call()
+	if err != nil && errdefs.IsNotImplemented(errgrpc.ToNative(err)) && ctx.Err() == nil {
+		if derr := s.Downgrade(); derr == nil {
+			log.G(ctx).WithError(err).WithField("id", s.ID()).Warn("shim does not serve task API v3, downgrading to v2")
+			resp, err = call()
+		}
+	}
+	return resp, err
+}
+
+// shimAnswered reports whether err is the shim's own answer: a status it
+// sent. A context error, a closed connection, or a status a grpc client
+// makes up for a broken transport or a deadline (Unavailable,
+// DeadlineExceeded, Canceled) is not: it proves nothing about the shim.
+func shimAnswered(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return false
+	}
+	return true
 }
 
 // dialLiveness classes a dial error: no socket, or nobody listening on it,

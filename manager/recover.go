@@ -28,6 +28,11 @@ func (m *Manager) Adopt(ctx context.Context, prev, s *Shim) error {
 		s.Abandon()
 		return fmt.Errorf("placeholder of %s is no longer registered: %w", s.ID(), errdefs.ErrNotFound)
 	}
+	if p := s.probed; p != nil {
+		// Registered first, so that an event from now on clears it.
+		s.known.Keep(p.ticket, p.state)
+		s.probed = nil
+	}
 	m.monitorInPlaceOf(ctx, prev, s)
 	return nil
 }

@@ -4,25 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	"github.com/containerd/fifo"
-	"github.com/containerd/log"
-	"golang.org/x/sys/unix"
 
 	"github.com/containerd/containerd/v2/core/runtime"
-	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/shimkeeper/shimkeeper/bootstrap"
+	"github.com/shimkeeper/shimkeeper/knownstate"
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/shimbin"
 	"github.com/shimkeeper/shimkeeper/shimconn"
+	"github.com/shimkeeper/shimkeeper/shimlog"
 	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
@@ -67,6 +63,17 @@ type Shim struct {
 	unresponsiveSince time.Time
 	// unresponsiveWhy is the reason recovery kept it, for its errors.
 	unresponsiveWhy string
+
+	// known answers State while what recovery's probe learned still holds
+	// (knownstate); probed is that answer, from Probe until Adopt.
+	known  knownstate.Slot
+	probed *probedState
+}
+
+// probedState is a probe's State answer and the ticket taken before it.
+type probedState struct {
+	ticket knownstate.Ticket
+	state  runtime.State
 }
 
 // ID of the task or sandbox the shim serves.
@@ -130,7 +137,7 @@ func (s *Shim) TaskClient() (taskapi.Client, error) {
 func (s *Shim) Arm() error {
 	s.logMu.Lock()
 	if s.closeLogs == nil {
-		stop, err := drainShimLog(namespaces.WithNamespace(context.Background(), s.Namespace()), s.Bundle())
+		stop, err := drainShimLog(s.Bundle())
 		if err != nil {
 			s.logMu.Unlock()
 			return err
@@ -164,26 +171,15 @@ func (s *Shim) stopLogs() {
 	s.logOnce.Do(stop)
 }
 
-// drainShimLog opens <bundle>/log (creating the FIFO) and copies what the
-// shim writes there to containerd's stderr until stop is called. A FIFO
-// that is never read blocks the shim once the pipe buffer fills.
-func drainShimLog(ctx context.Context, bundle string) (stop func(), err error) {
-	f, err := fifo.OpenFifo(ctx, filepath.Join(bundle, layout.FileLog), unix.O_RDWR|unix.O_CREAT|unix.O_NONBLOCK, 0o700)
+// drainShimLog copies what the shim writes to <bundle>/log (a FIFO, made
+// if missing) to containerd's stderr until stop is called (shimlog). A
+// FIFO that is never read blocks the shim once the pipe buffer fills.
+func drainShimLog(bundle string) (stop func(), err error) {
+	stop, err = shimlog.Default.Drain(filepath.Join(bundle, layout.FileLog))
 	if err != nil {
 		return nil, fmt.Errorf("open shim log pipe: %w", err)
 	}
-	var stopped atomic.Bool
-	go func() {
-		defer f.Close()
-		_, err := io.Copy(os.Stderr, f)
-		if err != nil && !stopped.Load() && !errors.Is(err, fifo.ErrReadClosed) && !errors.Is(err, os.ErrClosed) {
-			log.G(ctx).WithError(err).Error("copy shim log")
-		}
-	}()
-	return func() {
-		stopped.Store(true)
-		f.Close()
-	}, nil
+	return stop, nil
 }
 
 var errShimGone = errors.New("shim is gone")

@@ -129,21 +129,25 @@ func (t *Task) applyRootfsDiff(ctx context.Context, checkpoint string) error {
 }
 
 func (t *Task) Pause(ctx context.Context) error {
+	t.known.Forget()
 	_, err := t.task.Pause(ctx, &task.PauseRequest{ID: t.ID()})
 	return native(err)
 }
 
 func (t *Task) Resume(ctx context.Context) error {
+	t.known.Forget()
 	_, err := t.task.Resume(ctx, &task.ResumeRequest{ID: t.ID()})
 	return native(err)
 }
 
 func (t *Task) Start(ctx context.Context) error {
+	t.known.Forget()
 	_, err := t.task.Start(ctx, &task.StartRequest{ID: t.ID()})
 	return native(err)
 }
 
 func (t *Task) Kill(ctx context.Context, signal uint32, all bool) error {
+	t.known.Forget()
 	_, err := t.task.Kill(ctx, &task.KillRequest{ID: t.ID(), Signal: signal, All: all})
 	return native(err)
 }
@@ -197,6 +201,8 @@ func (t *Task) Wait(ctx context.Context) (*runtime.Exit, error) {
 		return nil, err
 	}
 	resp, err := t.task.Wait(ctx, &task.WaitRequest{ID: t.ID()})
+	// Whatever Wait says, the task may have changed meanwhile.
+	t.known.Forget()
 	if err != nil {
 		return nil, native(err)
 	}
@@ -204,6 +210,7 @@ func (t *Task) Wait(ctx context.Context) (*runtime.Exit, error) {
 }
 
 func (t *Task) Checkpoint(ctx context.Context, path string, options *ptypes.Any) error {
+	t.known.Forget()
 	_, err := t.task.Checkpoint(ctx, &task.CheckpointTaskRequest{ID: t.ID(), Path: path, Options: options})
 	return native(err)
 }
@@ -230,8 +237,13 @@ func (t *Task) Process(ctx context.Context, id string) (runtime.ExecProcess, err
 	return p, nil
 }
 
-// State of the task. A closed connection means the task is gone.
+// State of the task: what recovery's probe learned while that still
+// holds (knownstate), else the shim's answer. A closed connection means
+// the task is gone.
 func (t *Task) State(ctx context.Context) (runtime.State, error) {
+	if st, ok := t.known.Get(); ok {
+		return st, nil
+	}
 	resp, err := t.task.State(ctx, &task.StateRequest{ID: t.ID()})
 	if err != nil {
 		if errdefs.IsDeadlineExceeded(err) {

@@ -49,6 +49,7 @@ func (t *Task) Shutdown(ctx context.Context) error {
 // connection, or a failed Shutdown, leaves everything in place for a
 // retry, which then returns the cached exit.
 func (m *Manager) deleteTask(ctx context.Context, t *Task, unregister func()) (*runtime.Exit, error) {
+	t.known.Forget()
 	resp, shimErr := t.task.Delete(ctx, &task.DeleteRequest{ID: t.ID()})
 	if shimErr != nil {
 		log.G(ctx).WithField("id", t.ID()).WithError(shimErr).Error("failed to delete task")
@@ -146,6 +147,7 @@ func (m *Manager) onClose(s *Shim) func() {
 		ctx := namespaces.WithNamespace(context.Background(), s.Namespace())
 		ctx = log.WithLogger(ctx, log.G(ctx).WithFields(log.Fields{"namespace": s.Namespace(), "id": s.ID()}))
 		s.closed.Store(true)
+		s.known.Forget()
 		defer s.stopLogs()
 		if !s.armed.Load() {
 			return

@@ -143,6 +143,7 @@ func initShimManager(ic *plugin.InitContext) (any, error) {
 		SocketDir:    socketDir,
 		Env:          cfg.Env,
 		Events:       ex,
+		Subscriber:   ex,
 		Containers:   metadata.NewContainerStore(db),
 		Sandboxes:    metadata.NewSandboxStore(db),
 		// The server has applied [timeouts] over the defaults set in init.

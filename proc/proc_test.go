@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -60,7 +61,10 @@ func TestListeningAfterUnlink(t *testing.T) {
 }
 
 func TestShimPIDsAndStat(t *testing.T) {
-	cmd := exec.Command("/bin/sh", "-c", "sleep 30", "-namespace", "ns1", "-id", "c1")
+	// A namespace of this run's own: another run of this test (another
+	// checkout on the host) must not be counted.
+	ns := fmt.Sprintf("ns-%d", os.Getpid())
+	cmd := exec.Command("/bin/sh", "-c", "sleep 30", "-namespace", ns, "-id", "c1")
 	// sh -c CMD NAME ARGS...: the flags stay in sh's argv.
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -73,7 +77,7 @@ func TestShimPIDsAndStat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if pids = x.ShimPIDs("ns1", "other", "c1"); len(pids) > 0 {
+		if pids = x.ShimPIDs(ns, "other", "c1"); len(pids) > 0 {
 			break
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/pkg/shim"
 )
@@ -19,14 +20,23 @@ import (
 // next to the containerd binary. Found paths are cached by binary name.
 type Resolver struct {
 	cache sync.Map // binary name -> absolute path
+	// found: absolute paths seen to exist, and when. A recovery pass
+	// resolves the same path for every bundle (shim-binary-path holds
+	// it): one stat a second is enough.
+	found sync.Map // absolute path -> time.Time
 
 	// Seams for tests.
 	lookPath   func(string) (string, error)
 	executable func() (string, error)
+	now        func() time.Time
 }
 
+// absFoundFor is how long an absolute path seen to exist is taken to
+// exist without a new stat.
+const absFoundFor = time.Second
+
 func NewResolver() *Resolver {
-	return &Resolver{lookPath: exec.LookPath, executable: os.Executable}
+	return &Resolver{lookPath: exec.LookPath, executable: os.Executable, now: time.Now}
 }
 
 func (r *Resolver) Resolve(runtime string) (string, error) {
@@ -34,9 +44,14 @@ func (r *Resolver) Resolve(runtime string) (string, error) {
 		return "", errors.New("no runtime name")
 	}
 	if filepath.IsAbs(runtime) {
+		if at, ok := r.found.Load(runtime); ok && r.now().Sub(at.(time.Time)) < absFoundFor {
+			return runtime, nil
+		}
 		if _, err := os.Stat(runtime); err != nil {
+			r.found.Delete(runtime)
 			return "", fmt.Errorf("invalid custom binary path: %w", err)
 		}
+		r.found.Store(runtime, r.now())
 		return runtime, nil
 	}
 	name := shim.BinaryName(runtime)

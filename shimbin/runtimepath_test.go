@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeBinary writes an executable file and returns its path.
@@ -291,4 +292,31 @@ func TestResolveRuntime(t *testing.T) {
 // which clients (and TestErrorsMatchStock) see verbatim.
 func invalidRuntimeText(name string) string {
 	return "invalid runtime name " + name + ", correct runtime name should be either format like `io.containerd.runc.v2` or a full path to the binary"
+}
+
+// An absolute path seen to exist is not looked at again for a second; a
+// missing one is an error every time.
+func TestResolveAbsoluteSeenFor(t *testing.T) {
+	r := NewResolver()
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	bin := filepath.Join(t.TempDir(), "containerd-shim-x-v1")
+	if _, err := r.Resolve(bin); err == nil {
+		t.Fatal("missing binary resolved")
+	}
+	if err := os.WriteFile(bin, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := r.Resolve(bin); err != nil || p != bin {
+		t.Fatalf("Resolve = %q, %v", p, err)
+	}
+	os.Remove(bin)
+	now = now.Add(absFoundFor - time.Millisecond)
+	if _, err := r.Resolve(bin); err != nil {
+		t.Fatalf("within %s: %v", absFoundFor, err)
+	}
+	now = now.Add(time.Millisecond)
+	if _, err := r.Resolve(bin); err == nil {
+		t.Fatalf("removed binary still resolved after %s", absFoundFor)
+	}
 }
