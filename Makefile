@@ -7,9 +7,13 @@
 #   make unit         go test of everything but integration/
 #   make integration  build, then the integration suite (build tag "integration")
 #   make lint         gofmt and go vet
-#   make test         lint, unit, integration
+#   make test         lint, unit, integration, critest-smoke, critest-restart
 #   make demo         build, then scripts/demo.sh
 #   make bench        build, then the recovery benchmark against stock (root)
+#   make critest      build, then cri-tools' critest against stock and ours (root)
+#   make critest-smoke  the same for a few groups of specs (part of make test)
+#   make critest-restart  containerd v2.4.2's CRI test TestContainerdRestart
+#                     against stock and ours (root; part of make test)
 #   make clean        remove bin/
 #
 # Everything is built from pinned module versions through the Go module proxy;
@@ -83,7 +87,7 @@ TOOLS := $(STOCK_BINS) $(BIN)/runc $(BIN)/toybox $(CRI_TOOLS) $(CONTAINERD17_BIN
 
 .DEFAULT_GOAL := build
 
-.PHONY: all tools cri-tools build unit integration lint fmt-check vet test demo bench clean FORCE
+.PHONY: all tools cri-tools build unit integration lint fmt-check vet test demo bench critest critest-smoke critest-restart critest-driver clean FORCE
 
 all: build
 
@@ -239,7 +243,7 @@ vet:
 
 lint: fmt-check vet
 
-test: lint unit integration
+test: lint unit integration critest-smoke critest-restart
 
 demo: build
 	PATH="$(BIN):$$PATH" $(ROOTDIR)/scripts/demo.sh
@@ -261,6 +265,47 @@ bench: build
 	$(GO_BUILD) -o $(BENCH_BIN)/floor.tmp ./bench/floor
 	@mv -f $(BENCH_BIN)/floor.tmp $(BENCH_BIN)/floor
 	$(BENCH_BIN)/bench -bin $(BIN) -tools $(BENCH_BIN) -repo $(ROOTDIR) $(BENCH_FLAGS)
+
+# cri-tools' validation suite (bin/critest) against stock containerd and
+# ours in one run (tools/critest): prints both daemons' outcome of every
+# spec, the skips by name with their reasons, and fails if ours does not
+# pass a spec stock passes. Needs root; offline (bin/testimages serves the
+# images); about 3 minutes on 2 cores. Extra flags through CRITEST_FLAGS,
+# e.g. CRITEST_FLAGS="-focus Streaming -keep". critest-smoke, part of make
+# test, runs the groups below (about 30 s): CRI's basic pod and container
+# life, exec/attach, and the idempotence of stop and remove.
+CRITEST_FLAGS ?=
+CRITEST_SMOKE := Runtime info|Idempotence|basic operations on (PodSandbox|container)|Streaming
+critest: critest-driver
+	$(BIN)/critest-driver -bin $(BIN) $(CRITEST_FLAGS)
+
+critest-smoke: critest-driver
+	$(BIN)/critest-driver -bin $(BIN) -focus '$(CRITEST_SMOKE)' $(CRITEST_FLAGS)
+
+# containerd v2.4.2's own CRI restart test, TestContainerdRestart (its
+# integration/ package), against ours and stock: the driver restarts the
+# daemon each time the test has stopped it, and stands in for the pkill
+# and pidof the test runs, so only that daemon is signalled, by PID.
+# About 1 minute; part of make test.
+critest-restart: critest-driver $(BIN)/containerd-integration.test
+	$(BIN)/critest-driver -bin $(BIN) -containerd-restart $(CRITEST_FLAGS)
+
+# The test binary of containerd's integration/ package, built like
+# critest: inside the module in the module cache (the same version our
+# go.mod pins), with its own go.mod and go.sum, -mod=readonly.
+$(BIN)/containerd-integration.test: go.mod go.sum $(BIN)/.build-config
+	@echo "+ bin/containerd-integration.test ($(CONTAINERD_VERSION))"
+	@dir=$$(cd / && GOFLAGS= $(GO) mod download -json $(CONTAINERD_PKG)@$(CONTAINERD_VERSION) | \
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	if [ -z "$$dir" ]; then echo "$(CONTAINERD_PKG)@$(CONTAINERD_VERSION): no module dir" >&2; exit 1; fi; \
+	echo "cd $$dir && go test -c ./integration"; \
+	cd "$$dir" && GOFLAGS=-mod=readonly $(GO) test -c -o $@.tmp ./integration
+	@mv -f $@.tmp $@
+
+critest-driver: build
+	@echo "+ bin/critest-driver"
+	$(GO_BUILD) -o $(BIN)/critest-driver.tmp ./tools/critest
+	@mv -f $(BIN)/critest-driver.tmp $(BIN)/critest-driver
 
 clean:
 	rm -rf $(BIN)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // badInputDeadline is how fast ctr must get an error for a bad runtime or a
@@ -162,7 +164,7 @@ func assertBadRunLeftNothing(t *testing.T, d *Daemon, id string) {
 	if r := d.execIn(d.NS, "good", "e1", "/bin/echo", "ok"); r.ExitCode != 0 || r.Stdout != "ok\n" {
 		t.Fatalf("exec in a normal container after the bad run\n%s", r)
 	}
-	if !pidAlive(tk.PID) {
+	if !crihost.PIDAlive(tk.PID) {
 		t.Fatalf("normal container pid %d not alive", tk.PID)
 	}
 	d.removeContainer(d.NS, "good")

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // What a pod looks like after things happened to it while the daemon was
@@ -94,7 +96,7 @@ func TestCRIShimKilledWhileDaemonDown(t *testing.T) {
 		}
 		recWaitGone(t, "shim after SIGKILL", before.Shims...)
 		for what, pid := range map[string]int{"pause": before.PausePID, "container": before.ContainerPID} {
-			if !pidAlive(pid) {
+			if !crihost.PIDAlive(pid) {
 				t.Errorf("%s pid %d died with its shim", what, pid)
 			}
 		}

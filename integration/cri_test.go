@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // The CRI tests drive the daemon the way the kubelet does, through the CRI
@@ -309,10 +311,10 @@ func takeCRISnapshot(t *testing.T, d *Daemon, pod criPod) criSnapshot {
 	}
 	s.PauseStart = procStartTicks(t, s.PausePID)
 	s.ContainerStart = procStartTicks(t, s.ContainerPID)
-	if p, ok := readProc(s.PausePID); !ok || !slices.Equal(p.Args(), []string{"/pause"}) {
+	if p, ok := crihost.ReadProc(s.PausePID); !ok || !slices.Equal(p.Args(), []string{"/pause"}) {
 		t.Errorf("pause pid %d runs %q, want /pause", s.PausePID, p.Args())
 	}
-	if p, ok := readProc(s.ContainerPID); !ok || !slices.Equal(p.Args(), pod.Spec.command()) {
+	if p, ok := crihost.ReadProc(s.ContainerPID); !ok || !slices.Equal(p.Args(), pod.Spec.command()) {
 		t.Errorf("container pid %d runs %q, want %q", s.ContainerPID, p.Args(), pod.Spec.command())
 	}
 

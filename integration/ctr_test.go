@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // result is one finished ctr (or crictl) invocation.
@@ -141,7 +143,7 @@ func (d *Daemon) mustRunSleeper(ns, id string) task {
 		d.t.Fatalf("%s\n%s", r, d.logTail(40))
 	}
 	tk := d.waitTask(ns, id, "RUNNING")
-	if tk.PID <= 0 || !pidAlive(tk.PID) {
+	if tk.PID <= 0 || !crihost.PIDAlive(tk.PID) {
 		d.t.Fatalf("task %s/%s RUNNING with pid %d, which is not a live process", ns, id, tk.PID)
 	}
 	waitCatchesSIGTERM(d.t, tk.PID)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // Plugin directories under root and state (their names come from the plugin
@@ -27,7 +29,7 @@ func (d *Daemon) leaks() []string {
 	for _, p := range shimProcs(d.Address) {
 		out = append(out, fmt.Sprintf("process %d still running: %s", p.PID, strings.Join(p.Args(), " ")))
 	}
-	for _, mp := range mountsUnder(d.Dir) {
+	for _, mp := range crihost.MountsUnder(d.Dir) {
 		out = append(out, "mount left: "+mp)
 	}
 	for _, ns := range d.namespaceList() {
@@ -161,7 +163,7 @@ func (d *Daemon) teardown() {
 
 	// Repeat: killing a shim can reparent its children before we see them.
 	for round := 0; round < 5; round++ {
-		procs := listProcs()
+		procs := crihost.ListProcs()
 		var roots []int
 		for _, p := range procs {
 			// Shims carry `-address <sock>`; fake shim servers and any
@@ -171,10 +173,10 @@ func (d *Daemon) teardown() {
 				roots = append(roots, p.PID)
 			}
 		}
-		pids := append(roots, descendants(procs, roots)...)
+		pids := append(roots, crihost.Descendants(procs, roots)...)
 		if round == 0 {
 			for _, pid := range taskPIDs {
-				if pidAlive(pid) {
+				if crihost.PIDAlive(pid) {
 					pids = append(pids, pid)
 				}
 			}
@@ -186,12 +188,12 @@ func (d *Daemon) teardown() {
 		if len(pids) == 0 {
 			break
 		}
-		if alive := killPIDs(pids, 10*time.Second); len(alive) > 0 && round == 4 {
+		if alive := crihost.KillPIDs(pids, 10*time.Second); len(alive) > 0 && round == 4 {
 			t.Errorf("teardown: processes %v survived SIGKILL", alive)
 		}
 	}
 
-	for _, err := range unmountAll(d.Dir) {
+	for _, err := range crihost.UnmountAll(d.Dir) {
 		t.Errorf("teardown: %v", err)
 	}
 	if d.cri != nil {

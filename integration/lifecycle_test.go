@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // TestRunExecKillDelete walks one container through its whole life with ctr:
@@ -47,7 +49,7 @@ func TestRunExecKillDelete(t *testing.T) {
 	if stopped.PID != tk.PID {
 		t.Errorf("STOPPED task reports pid %d, want %d", stopped.PID, tk.PID)
 	}
-	if pidAlive(tk.PID) {
+	if crihost.PIDAlive(tk.PID) {
 		t.Errorf("container process %d still alive after SIGTERM", tk.PID)
 	}
 
@@ -89,7 +91,7 @@ func TestDeleteRunningTask(t *testing.T) {
 	if _, ok := d.tasks(d.NS)[id]; ok {
 		t.Fatalf("task %s still listed after delete --force", id)
 	}
-	if pidAlive(tk.PID) {
+	if crihost.PIDAlive(tk.PID) {
 		t.Fatalf("container process %d alive after delete --force", tk.PID)
 	}
 	d.mustCtr("container", "rm", id)
@@ -218,7 +220,7 @@ func TestTaskMetrics(t *testing.T) {
 
 func procArgs(t *testing.T, pid int) []string {
 	t.Helper()
-	p, ok := readProc(pid)
+	p, ok := crihost.ReadProc(pid)
 	if !ok {
 		t.Fatalf("process %d does not exist", pid)
 	}
@@ -227,7 +229,7 @@ func procArgs(t *testing.T, pid int) []string {
 
 func procState(t *testing.T, pid int) byte {
 	t.Helper()
-	p, ok := readProc(pid)
+	p, ok := crihost.ReadProc(pid)
 	if !ok {
 		t.Fatalf("process %d does not exist", pid)
 	}

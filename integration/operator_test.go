@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
 
@@ -59,7 +60,7 @@ func TestRecoveryObservability(t *testing.T) {
 	d.Stop()
 
 	// dead: the shim is killed; its container process outlives it.
-	if alive := killPIDs([]int{shims["dead"]}, 10*time.Second); len(alive) > 0 {
+	if alive := crihost.KillPIDs([]int{shims["dead"]}, 10*time.Second); len(alive) > 0 {
 		t.Fatalf("shim of dead (pid %d) survived SIGKILL", shims["dead"])
 	}
 	// leak: the shim stays, its task is gone (as when containerd dies
@@ -91,7 +92,7 @@ func TestRecoveryObservability(t *testing.T) {
 		t.Fatalf("recovery plan/report changed the disk:\n%s", strings.Join(diff, "\n"))
 	}
 	for id, pid := range shims {
-		if id != "dead" && !pidAlive(pid) {
+		if id != "dead" && !crihost.PIDAlive(pid) {
 			t.Fatalf("shim of %s (pid %d) gone after recovery plan", id, pid)
 		}
 	}
@@ -367,7 +368,7 @@ func opShimPID(t *testing.T, d *Daemon, ns, id string) int {
 }
 
 func procStateOf(pid int) byte {
-	p, ok := readProc(pid)
+	p, ok := crihost.ReadProc(pid)
 	if !ok {
 		return 0
 	}

@@ -21,6 +21,7 @@ import (
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/ttrpc"
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 
@@ -202,7 +203,7 @@ func recWaitGone(t testing.TB, what string, pids ...int) {
 	t.Helper()
 	if msg := eventually(statusTimeout, func() string {
 		for _, pid := range pids {
-			if pidAlive(pid) {
+			if crihost.PIDAlive(pid) {
 				return fmt.Sprintf("pid %d still alive", pid)
 			}
 		}
@@ -490,7 +491,7 @@ func recSimulateReboot(t testing.TB, d *Daemon, wipeRun bool) {
 	if len(pids) == 0 {
 		t.Fatalf("simulate a reboot: no shim or container process to kill")
 	}
-	if alive := killPIDs(pids, statusTimeout); len(alive) > 0 {
+	if alive := crihost.KillPIDs(pids, statusTimeout); len(alive) > 0 {
 		t.Fatalf("processes %v survived SIGKILL", alive)
 	}
 	// A killed process leaves its cgroup busy for a moment.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
@@ -49,7 +50,7 @@ func TestRecoveryDeadShim(t *testing.T) {
 		shims[id] = recShimPID(t, d, ns, id)
 	}
 	deadSocket := recShimAddress(t, d, ns, "dead")
-	t.Logf("mounts under the bundle of dead before: %q", mountsUnder(recBundle(d, ns, "dead")))
+	t.Logf("mounts under the bundle of dead before: %q", crihost.MountsUnder(recBundle(d, ns, "dead")))
 
 	d.Stop()
 	if _, err := os.Lstat(deadSocket); err != nil {
@@ -67,7 +68,7 @@ func TestRecoveryDeadShim(t *testing.T) {
 	}
 	for id, pid := range shims {
 		recWaitGone(t, "SIGKILLed shim of "+id, pid)
-		if !pidAlive(dead[id].PID) {
+		if !crihost.PIDAlive(dead[id].PID) {
 			t.Fatalf("container pid %d of %s died with its shim: the test needs it to outlive the shim", dead[id].PID, id)
 		}
 	}
@@ -109,7 +110,7 @@ func TestRecoveryDeadShim(t *testing.T) {
 		t.Fatalf("ctr task start of again returned while the cleanup of its old bundle was held: want it to wait\n%s", r)
 	default:
 	}
-	if !pidAlive(dead["again"].PID) || !isDir(recBundle(d, ns, "again")) {
+	if !crihost.PIDAlive(dead["again"].PID) || !isDir(recBundle(d, ns, "again")) {
 		t.Fatalf("again cleaned up before its shim delete was released")
 	}
 	recReleaseFIFO(t, release["again"])
@@ -127,7 +128,7 @@ func TestRecoveryDeadShim(t *testing.T) {
 		}
 	}
 	againNew := d.waitTask(ns, "again", "RUNNING")
-	if againNew.PID == dead["again"].PID || !pidAlive(againNew.PID) {
+	if againNew.PID == dead["again"].PID || !crihost.PIDAlive(againNew.PID) {
 		t.Errorf("again restarted with pid %d (old %d): want a new live process", againNew.PID, dead["again"].PID)
 	}
 	if got := recShimPID(t, d, ns, "live"); got != liveShim {
@@ -139,10 +140,10 @@ func TestRecoveryDeadShim(t *testing.T) {
 	if _, err := os.Lstat(deadSocket); err == nil {
 		t.Errorf("socket %s of the dead shim was not removed by its cleanup", deadSocket)
 	}
-	if mps := mountsUnder(recBundle(d, ns, "dead")); len(mps) > 0 {
+	if mps := crihost.MountsUnder(recBundle(d, ns, "dead")); len(mps) > 0 {
 		t.Errorf("mounts left under the dead shim's bundle: %q", mps)
 	}
-	if !pidAlive(dead["slow"].PID) || !isDir(recBundle(d, ns, "slow")) {
+	if !crihost.PIDAlive(dead["slow"].PID) || !isDir(recBundle(d, ns, "slow")) {
 		t.Fatalf("slow cleaned up before its shim delete was released")
 	}
 
@@ -219,7 +220,7 @@ func TestRecoveryLeakedShim(t *testing.T) {
 	d.Stop()
 	recDeleteTaskViaShim(t, d, ns, "leaked")
 	recWaitGone(t, "container killed through its shim", leaked.PID)
-	if !pidAlive(leakedShim) {
+	if !crihost.PIDAlive(leakedShim) {
 		t.Fatalf("shim %d exited after its task was deleted; the test needs it alive with no task", leakedShim)
 	}
 
@@ -346,7 +347,7 @@ func TestRecoveryReboot(t *testing.T) {
 				for _, id := range list {
 					d.mustCtrIn(n, "task", "start", "-d", "--fifo-dir", d.FIFODir, id)
 					tk := d.waitTask(n, id, "RUNNING")
-					if !pidAlive(tk.PID) {
+					if !crihost.PIDAlive(tk.PID) {
 						t.Fatalf("%s/%s RUNNING with pid %d, which is not alive", n, id, tk.PID)
 					}
 				}
@@ -594,9 +595,9 @@ func TestRecoveryCorruptBootstrapLiveShim(t *testing.T) {
 				ns + "/victim": {"adopt", "done", "shim alive, task live"},
 			}, []string{})
 			t.Logf("bootstrap.json %q → entry %s", torn, recEntryString(recEntries(rep)[ns+"/victim"]))
-			if !pidAlive(victim.PID) || !pidAlive(shim) {
+			if !crihost.PIDAlive(victim.PID) || !crihost.PIDAlive(shim) {
 				t.Fatalf("after restart: container pid %d alive %v, shim pid %d alive %v: want both alive",
-					victim.PID, pidAlive(victim.PID), shim, pidAlive(shim))
+					victim.PID, crihost.PIDAlive(victim.PID), shim, crihost.PIDAlive(shim))
 			}
 			if got := d.waitTask(ns, "victim", "RUNNING"); got != victim {
 				t.Fatalf("victim after restart: %+v, want %+v", got, victim)
@@ -660,7 +661,7 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 		}
 	})
 	if msg := eventually(statusTimeout, func() string {
-		if p, _ := readProc(hungShim); p.State != 'T' {
+		if p, _ := crihost.ReadProc(hungShim); p.State != 'T' {
 			return fmt.Sprintf("shim %d in state %q, want T (stopped)", hungShim, p.State)
 		}
 		return ""
@@ -751,7 +752,7 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 	if got := tasks["hung"]; got.Status != "UNKNOWN" {
 		t.Errorf("hung after restart: %+v (listed: %v), want status UNKNOWN", got, tasks)
 	}
-	if got := tasks["fresh"]; !holdStart && (got.Status != "RUNNING" || !pidAlive(got.PID)) {
+	if got := tasks["fresh"]; !holdStart && (got.Status != "RUNNING" || !crihost.PIDAlive(got.PID)) {
 		t.Errorf("fresh, created while judging: %+v, want RUNNING", got)
 	}
 	r := d.execIn(ns, "hung", "e1", "/bin/true")
@@ -765,7 +766,7 @@ func testRecoveryHungShim(t *testing.T, holdStart bool) {
 	if diff := testshim.DiffTrees(before, testshim.Tree(t, false, bundle)); len(diff) > 0 {
 		t.Errorf("bundle of the hung shim changed: %q", diff)
 	}
-	if !pidAlive(hung.PID) {
+	if !crihost.PIDAlive(hung.PID) {
 		t.Errorf("the hung shim's container pid %d is gone", hung.PID)
 	}
 	if t.Failed() {
@@ -898,7 +899,7 @@ func TestRecoveryKilledDuringRecovery(t *testing.T) {
 		t.Errorf("only %d of %d starts were running when killed\n%s", killed, 3*len(triggers), d.logTail(40))
 	}
 	for key, pid := range shims {
-		if !pidAlive(pid) {
+		if !crihost.PIDAlive(pid) {
 			t.Errorf("shim %s (pid %d) died while the daemon was being killed", key, pid)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // TestDaemonRestart checks that running containers survive the daemon
@@ -67,7 +69,7 @@ func testSurvivesRestart(t *testing.T, d *Daemon, restart func()) {
 		if got, ok := d.tasks(ns)[want.ID]; !ok || got != want {
 			t.Errorf("after restart %s: got %+v (listed %v), want %+v", key, got, ok, want)
 		}
-		if !pidAlive(want.PID) {
+		if !crihost.PIDAlive(want.PID) {
 			t.Errorf("after restart %s: pid %d is gone", key, want.PID)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 	"github.com/shimkeeper/shimkeeper/internal/testshim"
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
@@ -66,8 +67,8 @@ func TestSafetyBootRecordIsNoProof(t *testing.T) {
 	d.StartWith(safeRebootedDaemon(t, d, newBoot))
 	tasks := d.tasks(ns)
 	for id, want := range before {
-		if got := tasks[id]; got != want || !pidAlive(want.PID) {
-			t.Errorf("after switching back, %s = %+v (alive %v), want %+v", id, got, pidAlive(want.PID), want)
+		if got := tasks[id]; got != want || !crihost.PIDAlive(want.PID) {
+			t.Errorf("after switching back, %s = %+v (alive %v), want %+v", id, got, crihost.PIDAlive(want.PID), want)
 		}
 		if r := d.execIn(ns, id, "e-"+id, "/bin/echo", "up"); r.ExitCode != 0 || r.Stdout != "up\n" {
 			t.Errorf("exec in %s after switching back\n%s", id, r)
@@ -119,9 +120,9 @@ func TestSafetySocketFileRemoved(t *testing.T) {
 	if !ok || got.Status != "UNKNOWN" {
 		t.Errorf("task of the unreachable shim: %+v (listed %v), want it listed UNKNOWN", got, ok)
 	}
-	if !pidAlive(live.PID) || !pidAlive(shim) || !isDir(recBundle(d, ns, "orphan")) {
+	if !crihost.PIDAlive(live.PID) || !crihost.PIDAlive(shim) || !isDir(recBundle(d, ns, "orphan")) {
 		t.Fatalf("container %d alive %v, shim %d alive %v, bundle kept %v: want all kept",
-			live.PID, pidAlive(live.PID), shim, pidAlive(shim), isDir(recBundle(d, ns, "orphan")))
+			live.PID, crihost.PIDAlive(live.PID), shim, crihost.PIDAlive(shim), isDir(recBundle(d, ns, "orphan")))
 	}
 	r := d.execIn(ns, "orphan", "e1", "/bin/true")
 	if r.ExitCode == 0 || !strings.Contains(r.Stderr, "unreachable") {
@@ -129,7 +130,7 @@ func TestSafetySocketFileRemoved(t *testing.T) {
 	}
 	// Re-probes go on and change nothing while the shim lives.
 	time.Sleep(time.Second) // several re-probe rounds of 200-500ms
-	if !pidAlive(live.PID) || !isDir(recBundle(d, ns, "orphan")) {
+	if !crihost.PIDAlive(live.PID) || !isDir(recBundle(d, ns, "orphan")) {
 		t.Fatalf("a re-probe destroyed the container of a live shim")
 	}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/sandbox"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/loader"
@@ -234,7 +235,7 @@ func TestShimSandboxController(t *testing.T) {
 
 	// A restart adopts the sandbox's shim.
 	d.Stop()
-	if !pidAlive(server) {
+	if !crihost.PIDAlive(server) {
 		t.Fatalf("sandbox shim %d died with the daemon", server)
 	}
 	since := time.Now()

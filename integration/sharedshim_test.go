@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // runcGroupAnnotation makes the runc shim run all containers with the same
@@ -48,7 +50,7 @@ func TestSharedShim(t *testing.T) {
 	}
 
 	d.removeContainer(d.NS, "a")
-	if got := d.tasks(d.NS)["b"]; got != tasks["b"] || !pidAlive(got.PID) {
+	if got := d.tasks(d.NS)["b"]; got != tasks["b"] || !crihost.PIDAlive(got.PID) {
 		t.Fatalf("after removing a: b is %+v, want %+v and alive", got, tasks["b"])
 	}
 	if got := shimPIDs(d); !equalInts(got, shims) {

@@ -3,14 +3,14 @@
 package integration
 
 import (
-	"bufio"
-	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // mountTypes returns the filesystem types mounted exactly at path, from
@@ -18,29 +18,15 @@ import (
 // mount order.
 func mountTypes(t testing.TB, path string) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := crihost.Mounts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var types []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeMountPath(fields[4]) != path {
-			continue
+	for _, m := range mounts {
+		if m.Point == path {
+			types = append(types, m.FSType)
 		}
-		for i := 5; i+1 < len(fields); i++ {
-			if fields[i] == "-" {
-				types = append(types, fields[i+1])
-				break
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return types
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 )
 
 // TestSameIDInTwoNamespaces runs a container with the same id in two
@@ -32,7 +34,7 @@ func TestSameIDInTwoNamespaces(t *testing.T) {
 		t.Fatalf("exec in %s\n%s", ns2, r)
 	}
 	d.removeContainer(ns1, id)
-	if !pidAlive(t2.PID) {
+	if !crihost.PIDAlive(t2.PID) {
 		t.Fatalf("removing %s/%s killed %s/%s (pid %d)", ns1, id, ns2, id, t2.PID)
 	}
 	if got := d.tasks(ns2)[id]; got.Status != "RUNNING" || got.PID != t2.PID {
@@ -76,7 +78,7 @@ func TestParallelTasks(t *testing.T) {
 	pids := map[int]string{}
 	for _, id := range ids {
 		pid := tasks[id].PID
-		if other, dup := pids[pid]; dup || !pidAlive(pid) {
+		if other, dup := pids[pid]; dup || !crihost.PIDAlive(pid) {
 			t.Fatalf("task %s pid %d: duplicate of %q or not alive", id, pid, other)
 		}
 		pids[pid] = id
@@ -156,7 +158,7 @@ func TestExitStatus(t *testing.T) {
 			t.Fatalf("%s", r)
 		}
 		tk := d.waitTask(d.NS, id, "STOPPED")
-		if tk.PID <= 0 || pidAlive(tk.PID) {
+		if tk.PID <= 0 || crihost.PIDAlive(tk.PID) {
 			t.Fatalf("stopped task %+v: want the pid of an exited process", tk)
 		}
 		r := d.ctr("task", "delete", id)

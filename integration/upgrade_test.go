@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shimkeeper/shimkeeper/internal/crihost"
 	"github.com/shimkeeper/shimkeeper/layout"
 )
 
@@ -136,7 +137,7 @@ func upgradeAfter(t *testing.T, d *Daemon, ns2 string, before upgradeState) {
 		if got, ok := d.tasks(ns)[c.id]; !ok || got != want {
 			t.Errorf("after the switch %s: task %+v (listed %v), want %+v", key, got, ok, want)
 		}
-		if !pidAlive(want.PID) {
+		if !crihost.PIDAlive(want.PID) {
 			t.Errorf("after the switch %s: container pid %d is gone", key, want.PID)
 		}
 		if got := d.containers(ns); !containsString(got, c.id) {

@@ -1,6 +1,9 @@
-// Package crihost holds what the CRI integration tests and the CRI bench
-// need of the host itself: whether runc may lower oom_score_adj, and
-// removing the CNI bridge they made, without iproute2.
+// Package crihost holds what the CRI integration tests, the CRI bench and
+// the critest driver (tools/critest) need of the host itself: the CRI part
+// of config.toml, the CNI conflist and hosts.toml they write, the test
+// registry, whether runc may lower oom_score_adj, and undoing what they
+// leave: the processes they started (from /proc, killed by PID), what is
+// mounted below their dirs, the CNI bridge they made (without iproute2).
 package crihost
 
 import (

@@ -44,7 +44,7 @@ type image struct {
 // buildImages makes the pause and toybox images from the toybox binary at
 // path. The applets linked are the ones `toybox --list` prints, as
 // scripts/mkrootfs.sh does.
-func buildImages(path string) ([]image, error) {
+func buildImages(path string, critest bool) ([]image, error) {
 	bin, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -74,16 +74,24 @@ func buildImages(path string) ([]image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("toybox image: %w", err)
 	}
-	return []image{{PauseRef, pause}, {ToyboxRef, toybox}}, nil
+	imgs := []image{{PauseRef, pause}, {ToyboxRef, toybox}}
+	if critest {
+		more, err := critestImages(bin, applets)
+		if err != nil {
+			return nil, err
+		}
+		imgs = append(imgs, more...)
+	}
+	return imgs, nil
 }
 
 // entry is one file of a layer.
 type entry struct {
 	Name string // relative path, no leading slash
-	Type byte   // tar.TypeDir, TypeReg or TypeSymlink
+	Type byte   // tar.TypeDir, TypeReg, TypeSymlink or TypeLink
 	Mode int64
 	Data []byte // TypeReg
-	Link string // TypeSymlink
+	Link string // TypeSymlink: the target; TypeLink: the file's name in the layer
 }
 
 func dir(name string, mode int64) entry { return entry{Name: name, Type: tar.TypeDir, Mode: mode} }
@@ -133,11 +141,17 @@ func toyboxFiles(bin []byte, applets []string) []entry {
 	return es
 }
 
-// layerTar is the uncompressed tar of es, sorted by name, owned by root,
-// every timestamp epoch.
+// layerTar is the uncompressed tar of es, sorted by name with the hard
+// links last (after the files they name), owned by root, every timestamp
+// epoch.
 func layerTar(es []entry) ([]byte, error) {
 	sorted := append([]entry(nil), es...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	sort.Slice(sorted, func(i, j int) bool {
+		if li, lj := sorted[i].Type == tar.TypeLink, sorted[j].Type == tar.TypeLink; li != lj {
+			return lj
+		}
+		return sorted[i].Name < sorted[j].Name
+	})
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range sorted {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -63,7 +64,7 @@ func files(t *testing.T, l v1.Layer) map[string]string {
 // second build gives the same digests.
 func TestImagesServedAndStable(t *testing.T) {
 	toybox := fakeToybox(t)
-	imgs, err := buildImages(toybox)
+	imgs, err := buildImages(toybox, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestImagesServedAndStable(t *testing.T) {
 		}
 	}
 
-	again, err := buildImages(toybox)
+	again, err := buildImages(toybox, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,4 +154,54 @@ func first(s []string) string {
 		return ""
 	}
 	return s[0]
+}
+
+// TestCritestImages checks what critest compares: one image under the
+// test-image-tags tags, every other reference an image of its own, and
+// the users the user images name.
+func TestCritestImages(t *testing.T) {
+	imgs, err := buildImages(fakeToybox(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := map[string]string{}
+	user := map[string]string{}
+	for _, im := range imgs {
+		d, err := im.Img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, err := im.Img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		digest[im.Ref], user[im.Ref] = d.String(), cf.Config.User
+	}
+	r := func(s string) string { return criToolsRepo + s }
+	if a, b, c := digest[r("test-image-tags:1")], digest[r("test-image-tags:2")], digest[r("test-image-tags:3")]; a == "" || a != b || b != c {
+		t.Errorf("test-image-tags digests %q %q %q, want one image", a, b, c)
+	}
+	if a, b, c := digest[r("test-image-1:latest")], digest[r("test-image-2:latest")], digest[r("test-image-3:latest")]; a == "" || a == b || b == c || a == c {
+		t.Errorf("test-image-N digests %q %q %q, want three images", a, b, c)
+	}
+	for ref, want := range map[string]string{
+		"test-image-user-uid:latest": "1002", "test-image-user-username:latest": "www-data",
+		"test-image-user-uid-group:latest": "1003:1003", "test-image-user-username-group:latest": "www-data:www-data",
+	} {
+		if got := user[r(ref)]; got != want {
+			t.Errorf("%s: user %q, want %q", ref, got, want)
+		}
+	}
+	// Every other reference is an image of its own: the pull specs
+	// compare the repo tags of what they pulled.
+	seen := map[string]string{}
+	for ref, d := range digest {
+		if other, ok := seen[d]; ok && !(strings.Contains(ref, "test-image-tags:") && strings.Contains(other, "test-image-tags:")) {
+			t.Errorf("%s and %s are one image (%s)", ref, other, d)
+		}
+		seen[d] = ref
+	}
+	if digest["pause:3.9"] == "" || digest[r("test-image-predefined-group:latest")] == "" {
+		t.Errorf("missing pause:3.9 or test-image-predefined-group in %v", digest)
+	}
 }

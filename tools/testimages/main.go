@@ -11,11 +11,12 @@
 //
 // Usage:
 //
-//	testimages -toybox bin/toybox [-listen 127.0.0.1:0] [-state FILE] [-exit-on-eof]
+//	testimages -toybox bin/toybox [-listen 127.0.0.1:0] [-state FILE] [-exit-on-eof] [-critest]
 //
 // Images served (see images below): pause:3.10 (toybox's pause applet as
 // /pause, what CRI runs as the pod sandbox) and toybox:1 (a busybox-style
-// rootfs: /bin/toybox and one symlink per applet, sh, sleep, echo, ...).
+// rootfs: /bin/toybox and one symlink per applet, sh, sleep, echo, ...);
+// with -critest also the images cri-tools' critest names (critest.go).
 //
 // Once every image is pushed it writes -state (atomically: temp file and
 // rename), a JSON object with the address and each image's manifest
@@ -51,19 +52,20 @@ func main() {
 	statePath := flag.String("state", "", "write the address and image digests here as JSON once serving")
 	exitOnEOF := flag.Bool("exit-on-eof", false, "exit when stdin reaches EOF")
 	verbose := flag.Bool("v", false, "log every registry request to stderr")
+	critest := flag.Bool("critest", false, "also serve the images cri-tools' critest names (critest.go)")
 	flag.Parse()
 	if *toybox == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: testimages -toybox PATH [-listen ADDR] [-state FILE] [-exit-on-eof] [-v]")
 		os.Exit(2)
 	}
-	if err := run(*listen, *toybox, *statePath, *exitOnEOF, *verbose); err != nil {
+	if err := run(*listen, *toybox, *statePath, *exitOnEOF, *verbose, *critest); err != nil {
 		fmt.Fprintln(os.Stderr, "testimages:", err)
 		os.Exit(1)
 	}
 }
 
-func run(listen, toybox, statePath string, exitOnEOF, verbose bool) error {
-	imgs, err := buildImages(toybox)
+func run(listen, toybox, statePath string, exitOnEOF, verbose, critest bool) error {
+	imgs, err := buildImages(toybox, critest)
 	if err != nil {
 		return err
 	}

@@ -58,8 +58,12 @@ func init() {
 		"rm":       rm,
 		"sh":       sh,
 		"sleep":    sleep,
+		"top":      top,
 		"touch":    touch,
 		"true":     func(stdio, []string) int { return 0 },
+	}
+	for name, a := range critestApplets {
+		applets[name] = a
 	}
 }
 
@@ -186,6 +190,24 @@ func pause(stdio, []string) int {
 	return 0
 }
 
+// top stands in for busybox top, the command cri-tools' critest gives most
+// of its containers: it prints a line of its own pid now and then until it
+// is told to stop, and exits 0 then, as pause does. Options are ignored.
+func top(st stdio, _ []string) int {
+	sig, stop := stopSignals()
+	defer stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		fmt.Fprintf(st.Stdout, "top: pid %d\n", os.Getpid())
+		select {
+		case <-sig:
+			return 0
+		case <-tick.C:
+		}
+	}
+}
+
 func echo(st stdio, args []string) int {
 	newline := true
 	if len(args) > 0 && args[0] == "-n" {
@@ -307,9 +329,53 @@ func withName(id int, file string) string {
 	return strconv.Itoa(id)
 }
 
+// id prints uid, gid and groups; -u, -g and -G print the ids alone
+// (-G: the gid, then the other groups), -n their names.
 func id(st stdio, args []string) int {
 	uid, gid := os.Getuid(), os.Getgid()
 	groups, _ := os.Getgroups()
+	var which rune
+	names := false
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			fmt.Fprintln(st.Stderr, "id: users other than the caller are not supported")
+			return 1
+		}
+		for _, c := range a[1:] {
+			switch c {
+			case 'u', 'g', 'G':
+				which = c
+			case 'n':
+				names = true
+			default:
+				fmt.Fprintf(st.Stderr, "id: unknown option -%c\n", c)
+				return 2
+			}
+		}
+	}
+	name := func(id int, file string) string {
+		if n := lookupName(file, id); names && n != "" {
+			return n
+		}
+		return strconv.Itoa(id)
+	}
+	switch which {
+	case 'u':
+		fmt.Fprintln(st.Stdout, name(uid, "/etc/passwd"))
+		return 0
+	case 'g':
+		fmt.Fprintln(st.Stdout, name(gid, "/etc/group"))
+		return 0
+	case 'G':
+		parts := []string{name(gid, "/etc/group")}
+		for _, g := range groups {
+			if g != gid {
+				parts = append(parts, name(g, "/etc/group"))
+			}
+		}
+		fmt.Fprintln(st.Stdout, strings.Join(parts, " "))
+		return 0
+	}
 	line := fmt.Sprintf("uid=%s gid=%s", withName(uid, "/etc/passwd"), withName(gid, "/etc/group"))
 	if len(groups) > 0 {
 		parts := make([]string, len(groups))
@@ -331,7 +397,7 @@ func ls(st stdio, args []string) int {
 				switch c {
 				case 'l':
 					long = true
-				case 'a':
+				case 'a', 'A': // ReadDir never lists . and ..
 					all = true
 				default:
 					fmt.Fprintf(st.Stderr, "ls: unknown option -%c\n", c)
@@ -442,7 +508,7 @@ func touch(st stdio, args []string) int {
 			err = os.Chtimes(a, now, now)
 		}
 		if err != nil {
-			fmt.Fprintln(st.Stderr, "touch:", err)
+			fmt.Fprintln(st.Stderr, "touch:", errText(err))
 			status = 1
 		}
 	}

@@ -3,15 +3,17 @@ package main
 // A deliberately small shell: enough for test containers to run
 // `sh -c "echo hi; sleep 1; exit 3"` and similar one-liners.
 //
-// Supported: commands separated by `;`, newlines, `&&` and `||`; single and
-// double quotes; backslash escapes; `$NAME`, `${NAME}`, `$?`, `$$`, `$#`,
-// `$0`-`$9`, `$@`/`$*` (expanded when the command runs, so `fail 3; echo $?`
-// prints 3); `NAME=value` assignments; redirections `>`, `>>`, `<`, `2>`,
-// `2>>`, `2>&1`; `#` comments; the builtins `exit [N]`, `cd DIR`, `export
-// NAME=value` and `exec CMD...`. Commands that are toybox applets run in
-// process; anything else is looked up on PATH and run as a child (or exec'd
-// when it is the whole script). Not supported: pipes, `&`, globbing,
-// subshells, functions, control flow, `trap`.
+// Supported: commands separated by `;`, newlines, `&&` and `||`; pipelines
+// (`a | b`, `! a`); `for NAME in WORDS; do ...; done`, `while` and `until`
+// loops; single and double quotes; backslash escapes; `$NAME`, `${NAME}`,
+// `$?`, `$$`, `$#`, `$0`-`$9`, `$@`/`$*` (expanded when the command runs, so
+// `fail 3; echo $?` prints 3); command substitution `$(...)`, split into
+// words unless quoted; `NAME=value` assignments; redirections `>`, `>>`,
+// `<`, `2>`, `2>>`, `2>&1`; `#` comments; the builtins `exit [N]`, `cd DIR`,
+// `export NAME=value` and `exec CMD...`. Commands that are toybox applets
+// run in process; anything else is looked up on PATH and run as a child (or
+// exec'd when it is the whole script). Not supported: `&`, globbing,
+// subshells, functions, `if`, `case`, `trap`.
 
 import (
 	"bufio"
@@ -39,7 +41,11 @@ type shell struct {
 }
 
 func sh(st stdio, args []string) int {
-	s := &shell{std: st, args: []string{"sh"}}
+	name := "sh" // $0, and the prefix of what the shell says
+	if filepath.Base(os.Args[0]) == "sh" {
+		name = os.Args[0]
+	}
+	s := &shell{std: st, args: []string{name}}
 	switch {
 	case len(args) >= 2 && args[0] == "-c":
 		if len(args) > 2 {
@@ -91,32 +97,59 @@ func (s *shell) interactive() int {
 // replaces itself with it, as real shells do for `sh -c cmd`.
 func (s *shell) runScript(script string, mayExec bool) int {
 	cmds, err := splitCommands(script)
+	var nodes []node
+	if err == nil {
+		nodes, err = parseNodes(cmds)
+	}
 	if err != nil {
 		fmt.Fprintln(s.std.Stderr, "sh:", err)
 		s.status = 2
 		return 2
 	}
-	for i, c := range cmds {
+	return s.runNodes(nodes, mayExec && len(cmds) == 1)
+}
+
+// runNodes runs a list of pipelines and loops.
+func (s *shell) runNodes(nodes []node, mayExec bool) int {
+	for _, n := range nodes {
 		if s.exited {
 			break
 		}
-		if (c.op == "&&" && s.status != 0) || (c.op == "||" && s.status == 0) {
+		if (n.op == "&&" && s.status != 0) || (n.op == "||" && s.status == 0) {
 			continue
 		}
-		s.status = s.runCommand(c.text, mayExec && len(cmds) == 1 && i == 0)
+		switch {
+		case n.loop != nil:
+			s.status = s.runLoop(n.loop)
+		case len(n.pipeline) == 1 && !n.negate:
+			s.status = s.runCommand(n.pipeline[0], mayExec)
+		default:
+			s.status = s.runPipeline(n.pipeline)
+			if n.negate {
+				s.status = boolStatus(s.status != 0)
+			}
+		}
 	}
 	return s.status
 }
 
+func boolStatus(ok bool) int {
+	if ok {
+		return 0
+	}
+	return 1
+}
+
 // command is one simple command and the operator that joins it to the one
-// before it ("" for the first, ";", "&&" or "||").
+// before it ("" for the first, ";", "&&", "||" or "|").
 type command struct {
 	op   string
 	text string
 }
 
-// splitCommands cuts a script at unquoted `;`, newlines, `&&` and `||`,
-// dropping comments and empty commands. It rejects pipes and `&`.
+// splitCommands cuts a script at unquoted `;`, newlines, `&&`, `||` and
+// `|` outside `$(...)`, dropping comments and empty commands. It rejects
+// `&`.
 func splitCommands(script string) ([]command, error) {
 	var (
 		out     []command
@@ -125,15 +158,16 @@ func splitCommands(script string) ([]command, error) {
 		quote   rune
 		escaped bool
 		atStart = true // at the start of a word, where `#` begins a comment
+		depth   int    // inside $( ... )
 	)
 	flush := func(next string) error {
 		text := strings.TrimSpace(cur.String())
 		cur.Reset()
 		if text == "" {
-			if next == "&&" || next == "||" {
+			if next == "&&" || next == "||" || next == "|" {
 				return fmt.Errorf("%w near %q", errSyntax, next)
 			}
-			if op == "&&" || op == "||" {
+			if op == "&&" || op == "||" || op == "|" {
 				return nil // keep waiting for the right-hand side
 			}
 		} else {
@@ -167,6 +201,15 @@ func splitCommands(script string) ([]command, error) {
 		case c == '\'' || c == '"':
 			cur.WriteRune(c)
 			quote = c
+		case c == '$' && i+1 < len(rs) && rs[i+1] == '(':
+			cur.WriteString("$(")
+			i++
+			depth++
+		case c == ')' && depth > 0:
+			cur.WriteRune(c)
+			depth--
+		case depth > 0:
+			cur.WriteRune(c)
 		case c == '#' && atStart:
 			for i < len(rs) && rs[i] != '\n' {
 				i++
@@ -189,7 +232,9 @@ func splitCommands(script string) ([]command, error) {
 		case c == '&' && !(i > 0 && rs[i-1] == '>'):
 			return nil, fmt.Errorf("%w: background jobs (&) are not supported", errSyntax)
 		case c == '|':
-			return nil, fmt.Errorf("%w: pipes are not supported", errSyntax)
+			if err := flush("|"); err != nil {
+				return nil, err
+			}
 		default:
 			cur.WriteRune(c)
 		}
@@ -198,13 +243,16 @@ func splitCommands(script string) ([]command, error) {
 	if quote != 0 {
 		return nil, fmt.Errorf("%w: unterminated %c quote", errSyntax, quote)
 	}
+	if depth > 0 {
+		return nil, fmt.Errorf("%w: unterminated $(", errSyntax)
+	}
 	if escaped {
 		cur.WriteRune('\\')
 	}
 	if err := flush(";"); err != nil {
 		return nil, err
 	}
-	if op == "&&" || op == "||" {
+	if op == "&&" || op == "||" || op == "|" {
 		return nil, fmt.Errorf("%w: missing command after %s", errSyntax, op)
 	}
 	return out, nil
@@ -259,6 +307,25 @@ func (s *shell) words(text string) (words []string, redirs []redirect, err error
 			}
 		case c == '"' && quote == '"':
 			quote = 0
+		case c == '$' && i+1 < len(rs) && rs[i+1] == '(':
+			end := closingParen(rs, i+2)
+			if end < 0 {
+				return nil, nil, fmt.Errorf("%w: unterminated $(", errSyntax)
+			}
+			out := s.substitute(string(rs[i+2 : end]))
+			i = end
+			if quote == '"' {
+				cur.WriteString(out)
+				inWord = true
+				continue
+			}
+			for j, f := range strings.Fields(out) { // unquoted: split into words
+				if j > 0 {
+					emit()
+				}
+				cur.WriteString(f)
+				inWord = true
+			}
 		case c == '$':
 			n := s.expand(rs[i+1:], &cur)
 			i += n
@@ -313,6 +380,39 @@ func (s *shell) words(text string) (words []string, redirs []redirect, err error
 		return nil, nil, fmt.Errorf("%w: missing redirection target", errSyntax)
 	}
 	return words, redirs, nil
+}
+
+// closingParen is the index of the ) that closes the $( whose contents
+// start at rs[from], or -1.
+func closingParen(rs []rune, from int) int {
+	depth := 1
+	var quote rune
+	for i := from; i < len(rs); i++ {
+		switch c := rs[i]; {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '(':
+			depth++
+		case c == ')':
+			if depth--; depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// substitute runs script as $(script) does: its stdout, without the
+// trailing newlines; $? becomes its status.
+func (s *shell) substitute(script string) string {
+	var out strings.Builder
+	sub := &shell{std: stdio{Stdin: s.std.Stdin, Stdout: &out, Stderr: s.std.Stderr}, args: s.args, status: s.status}
+	s.status = sub.runScript(script, false)
+	return strings.TrimRight(out.String(), "\n")
 }
 
 // expand writes the value of the parameter that starts rs (just after `$`)
@@ -447,6 +547,10 @@ func (s *shell) runCommand(text string, mayExec bool) int {
 // external program replaces the shell process.
 func (s *shell) exec(st stdio, words []string, replace bool) int {
 	if a, ok := s.inProcess(words[0]); ok {
+		if shadowedByNonExecutable(words[0]) {
+			fmt.Fprintf(st.Stderr, "%s: %s: Permission denied\n", s.args[0], words[0])
+			return 126
+		}
 		return a(st, words[1:])
 	}
 	path, err := exec.LookPath(words[0])
@@ -496,6 +600,25 @@ func (s *shell) exec(st stdio, words []string, replace bool) int {
 	}
 	fmt.Fprintf(st.Stderr, "sh: %s: %v\n", words[0], err)
 	return 1
+}
+
+// shadowedByNonExecutable reports whether the first file named name on
+// PATH cannot be executed, as when a container masks /bin/ls with
+// /dev/null: a real shell's exec of it fails with EACCES, so the applet
+// must not run either.
+func shadowedByNonExecutable(name string) bool {
+	if strings.Contains(name, "/") {
+		return false
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		path := filepath.Join(dir, name)
+		fi, err := os.Stat(path)
+		if err != nil {
+			continue
+		}
+		return fi.IsDir() || syscall.Access(path, 1) != nil // X_OK
+	}
+	return false
 }
 
 // inProcess returns the applet for name when name is a bare applet name, or a
