@@ -29,6 +29,11 @@ type Registry struct {
 // testimages exits first or does not serve each of want (repository:tag,
 // no host). On failure nothing is left running.
 func StartRegistry(testimages string, args []string, statePath, logPath string, limit time.Duration, want ...string) (*Registry, error) {
+	// A state file left by an earlier registry (the bench's second CRI
+	// case) would name its dead address at once.
+	if err := os.Remove(statePath); err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
