@@ -16,7 +16,13 @@ type runResult struct {
 	// criReady is the CRI cases': time from exec to CRI Status with
 	// RuntimeReady and NetworkReady (ready is Version answering, list
 	// every pod READY and container RUNNING).
-	criReady      time.Duration
+	criReady time.Duration
+	// settled is the time from exec until the daemon's work was done:
+	// the latest of list, the last change of the bundle set and, for
+	// ours, the report's finished_at (settle.go). unsettled: ours did
+	// not finish within cleanupTimeout of list.
+	settled       time.Duration
+	unsettled     bool
 	cpu           time.Duration // daemon CPU time (user+sys) when every live task was listed
 	shimCPU       time.Duration // synthshim server CPU time from exec to then
 	rssKiB        int64
@@ -48,7 +54,11 @@ func (r *runResult) line() string {
 		} else {
 			fmt.Fprintf(&b, "ready %7.3fs  ", r.ready.Seconds())
 		}
-		fmt.Fprintf(&b, "listed %7.3fs  cpu %6.2fs  rss %6.1f MiB", r.list.Seconds(), r.cpu.Seconds(), float64(r.rssKiB)/1024)
+		fmt.Fprintf(&b, "listed %7.3fs  settled %7.3fs", r.list.Seconds(), r.settled.Seconds())
+		if r.unsettled {
+			fmt.Fprintf(&b, " (report not finished within %s)", cleanupTimeout)
+		}
+		fmt.Fprintf(&b, "  cpu %6.2fs  rss %6.1f MiB", r.cpu.Seconds(), float64(r.rssKiB)/1024)
 	}
 	if r.shimCPU > 0 {
 		fmt.Fprintf(&b, "  shims cpu %.2fs", r.shimCPU.Seconds())
@@ -170,8 +180,8 @@ func (c *caseResult) series(daemon string, f func(*runResult) time.Duration) []t
 
 // daemonSeries are one daemon's figures over its valid runs of a case.
 type daemonSeries struct {
-	ready, list, cpu []time.Duration
-	criReady         []time.Duration
+	ready, list, settled, cpu []time.Duration
+	criReady                  []time.Duration
 	// rss is in KiB, carried in a Duration so that median/min apply.
 	rss []time.Duration
 	// held and judged are ours only: the report's ready_ms and judged_ms.
@@ -183,6 +193,7 @@ func (c *caseResult) seriesOf(daemon string) daemonSeries {
 	return daemonSeries{
 		ready:    c.series(daemon, func(r *runResult) time.Duration { return r.ready }),
 		list:     c.series(daemon, func(r *runResult) time.Duration { return r.list }),
+		settled:  c.series(daemon, func(r *runResult) time.Duration { return r.settled }),
 		criReady: c.series(daemon, func(r *runResult) time.Duration { return r.criReady }),
 		cpu:      c.series(daemon, func(r *runResult) time.Duration { return r.cpu }),
 		rss:      c.series(daemon, func(r *runResult) time.Duration { return time.Duration(r.rssKiB) }),
@@ -264,10 +275,13 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 		}
 		fmt.Fprintf(w, "  %s ours %s / %s   stock %s / %s   ratio %s\n", listed,
 			secs(minOf(ol)), secs(median(ol)), secs(minOf(sl)), secs(median(sl)), ratio(median(ol), median(sl)))
+		os, ss := o.settled, st.settled
+		fmt.Fprintf(w, "  settled (cleanup done)    ours %s / %s   stock %s / %s   ratio %s\n",
+			secs(minOf(os)), secs(median(os)), secs(minOf(ss)), secs(median(ss)), ratio(median(os), median(ss)))
 		oc, sc := o.cpu, st.cpu
 		fmt.Fprintf(w, "  daemon CPU until listed   ours %s / %s   stock %s / %s   ratio %s\n",
 			secs(minOf(oc)), secs(median(oc)), secs(minOf(sc)), secs(median(sc)), ratio(median(oc), median(sc)))
-		fmt.Fprintf(w, "  RSS after recovery (MiB)  ours %s / %s   stock %s / %s   ratio %s   %s\n",
+		fmt.Fprintf(w, "  RSS after settling (MiB)  ours %s / %s   stock %s / %s   ratio %s   %s\n",
 			mib(minOf(om)), mib(median(om)), mib(minOf(sm)), mib(median(sm)), ratio(median(om), median(sm)), verdict(ratio(median(om), median(sm)), c.def.rssTarget))
 		held, judged := o.held, o.judged
 		fmt.Fprintf(w, "  ours: recovery held start %s / %s (report's ready_ms); judged every shim %s / %s after the pass started (judged_ms)\n",
