@@ -35,10 +35,19 @@ type caseDef struct {
 	live, hung, dead, leaked, exited int
 	runc                             int
 	floor                            bool
-	// target is the goal for the median ready time, ours/stock (0: none).
+	// target is the goal for the median time until every live task is
+	// listed, ours/stock (0: none).
 	target float64
 	// rssTarget is the goal for the median RSS, ours/stock (0: none).
 	rssTarget float64
+	// floorTarget is the goal for ours listed / floor at c=64, medians
+	// (0: none).
+	floorTarget float64
+	// relTo and relFactor: a goal relative to another case of ours, met
+	// when ours listed ≤ relFactor × ours listed in case relTo (medians;
+	// judged only when both ran).
+	relTo     string
+	relFactor float64
 	// oursOnly: stock is not run (it would take many minutes a round:
 	// it loads hung shims one after the other).
 	oursOnly bool
@@ -50,9 +59,13 @@ type caseDef struct {
 
 var allCases = []caseDef{
 	{key: "empty", name: "no shims (daemon start)"},
-	{key: "live1000", name: "1000 live", live: 1000, floor: true, target: 0.5},
-	{key: "live3000", name: "3000 live", live: 3000, floor: true, target: 0.5, rssTarget: 1.0},
-	{key: "hung", name: "100 live + 10 hung", live: 100, hung: 10, target: 0.1},
+	// The reference of the hung case, and the small end of the scaling
+	// table.
+	{key: "live100", name: "100 live", live: 100},
+	{key: "live1000", name: "1000 live", live: 1000, floor: true, target: 0.5, floorTarget: 1.5},
+	{key: "live3000", name: "3000 live", live: 3000, floor: true, target: 0.5, rssTarget: 1.0, floorTarget: 1.5},
+	// Hung shims must not delay the listing of the live ones.
+	{key: "hung", name: "100 live + 10 hung", live: 100, hung: 10, relTo: "live100", relFactor: 1.2},
 	// More hung shims (first in order) than the recovery deadline can
 	// reach: every live task must still be listed RUNNING and every hung
 	// bundle kept and listed UNKNOWN (the post-state check).
