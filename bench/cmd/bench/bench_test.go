@@ -117,7 +117,7 @@ func TestDefaultCases(t *testing.T) {
 			t.Errorf("default cases %v: %s missing", def, k)
 		}
 	}
-	for _, k := range []string{"cri100"} {
+	for _, k := range []string{"cri100", "live10000"} {
 		if slices.Contains(def, k) {
 			t.Errorf("default cases %v: %s is optional", def, k)
 		}
@@ -148,6 +148,7 @@ func TestCaseTargets(t *testing.T) {
 		{key: "leaked", target: 0.3},
 		{key: "dead", target: 0.2},
 		{key: "hung", relTo: "live100", ratio: 1.2},
+		{key: "live10000"},
 		{key: "live100"},
 	} {
 		d := caseByKey(t, c.key)
@@ -188,6 +189,41 @@ func TestRelGoal(t *testing.T) {
 	ref, r, ok := relGoal(hung, []*caseResult{live100, hung})
 	if !ok || ref != "100 live" || r != "1.20" || verdict(r, hung.def.relFactor) != "target <= 1.2: met" {
 		t.Fatalf("relGoal = %q, %q, %v", ref, r, ok)
+	}
+}
+
+func TestScaling(t *testing.T) {
+	empty := result(caseByKey(t, "empty"), [3]float64{0.02, 0.01, 40}, [3]float64{0.02, 0.01, 42})
+	l1000 := result(caseByKey(t, "live1000"), [3]float64{0.4, 0.5, 80}, [3]float64{0.8, 0.5, 82})
+	l3000 := result(caseByKey(t, "live3000"), [3]float64{1.2, 1.5, 160}, [3]float64{2.4, 1.5, 162})
+	dead := result(caseByKey(t, "dead"), [3]float64{0.1, 0.1, 50}, [3]float64{0.5, 0.1, 50})
+	if pts, _ := scaling([]*caseResult{empty, l1000, dead}); pts != nil {
+		t.Fatalf("a scaling table from one case of 1000 or more: %v", pts)
+	}
+	pts, base := scaling([]*caseResult{empty, l1000, l3000, dead})
+	if len(pts) != 2 || base != `(RSS − RSS of "no shims (daemon start)") / shims` {
+		t.Fatalf("scaling = %v, %q", pts, base)
+	}
+	p := pts[1]
+	const eps = 1e-9
+	near := func(a, b float64) bool { return a-b < eps && b-a < eps }
+	if p.shims != 3000 || !near(p.listed[0], 0.4) || !near(p.listed[1], 0.8) || !near(p.cpu[0], 0.5) ||
+		!near(p.rss[0], 120.0*1024/3000) || !near(p.rss[1], 120.0*1024/3000) {
+		t.Fatalf("3000 live per shim: %+v", p)
+	}
+	if pts, base := scaling([]*caseResult{l1000, l3000}); len(pts) != 2 || !near(pts[0].rss[0], 80.0*1024/1000) || base != "RSS / shims (the no-shim case did not run)" {
+		t.Fatalf("without the no-shim case: %v, %q", pts, base)
+	}
+}
+
+func TestBaseConfigDisabledPlugins(t *testing.T) {
+	b := &bench{tmp: "/x", root: "/x/r", state: "/x/st", temp: "/x/t", sockDir: "/x/s"}
+	if cfg := b.baseConfig(disabledPlugins); !strings.Contains(cfg, `  "io.containerd.grpc.v1.cri",`) {
+		t.Fatalf("CRI not disabled in the shim cases' config:\n%s", cfg)
+	}
+	cfg := b.baseConfig(criDisabledPlugins)
+	if strings.Contains(cfg, "io.containerd.grpc.v1.cri") || !strings.Contains(cfg, `  "io.containerd.nri.v1.nri",`) {
+		t.Fatalf("CRI cases' config:\n%s", cfg)
 	}
 }
 

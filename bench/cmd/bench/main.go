@@ -64,6 +64,8 @@ var allCases = []caseDef{
 	{key: "live100", name: "100 live", live: 100},
 	{key: "live1000", name: "1000 live", live: 1000, floor: true, target: 0.5, floorTarget: 1.5},
 	{key: "live3000", name: "3000 live", live: 3000, floor: true, target: 0.5, rssTarget: 1.0, floorTarget: 1.5},
+	// Not in the default set: populating 10000 shims takes minutes.
+	{key: "live10000", name: "10000 live", live: 10000, floor: true, optional: true},
 	// Hung shims must not delay the listing of the live ones.
 	{key: "hung", name: "100 live + 10 hung", live: 100, hung: 10, relTo: "live100", relFactor: 1.2},
 	// More hung shims (first in order) than the recovery deadline can
@@ -163,6 +165,34 @@ func selected(c caseDef, cases map[string]bool) bool {
 	return cases[c.key]
 }
 
+// raiseFileLimit raises the open-file limit, which the synthshim server
+// and the daemons inherit, when a selected case needs more than it allows:
+// per shim, the server holds a listener, the log FIFO and the daemon's
+// connection, and the daemon the connection and the log FIFO. (A
+// containerd under systemd runs with LimitNOFILE=infinity.)
+func raiseFileLimit(cases map[string]bool) error {
+	shims := 0
+	for _, c := range allCases {
+		if selected(c, cases) {
+			shims = max(shims, c.live+c.hung+c.dead+c.leaked+c.exited)
+		}
+	}
+	want := uint64(4*shims + 4096)
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return err
+	}
+	if l.Max >= want {
+		return nil
+	}
+	l.Cur, l.Max = want, want
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return fmt.Errorf("raise the open-file limit to %d for %d shims: %w", want, shims, err)
+	}
+	fmt.Printf("   open-file limit raised to %d for %d shims\n", want, shims)
+	return nil
+}
+
 func caseKeys() string {
 	var k []string
 	for _, c := range allCases {
@@ -198,6 +228,10 @@ func run(o options) int {
 	}()
 
 	b.printMachine()
+	if err := raiseFileLimit(o.cases); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
 	if err := b.startSynth(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2

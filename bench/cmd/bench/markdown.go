@@ -8,7 +8,8 @@ import (
 )
 
 // printMarkdown prints the summary as markdown tables: the shim cases
-// (headline: every live task listed), the CRI cases and the floor.
+// (headline: every live task listed), the CRI cases, the floor, and the
+// scaling table.
 func printMarkdown(w io.Writer, results []*caseResult) {
 	fmt.Fprintf(w, "\n== markdown\n")
 	var shims, cris, floors []string
@@ -59,6 +60,10 @@ func printMarkdown(w io.Writer, results []*caseResult) {
 	table(w, "| case | ours listed min / median (s) | stock listed min / median (s) | ratio | target | ours ready (s) | stock ready (s) | ours settled (s) | stock settled (s) | ours RSS (MiB) | stock RSS (MiB) | RSS ratio | checks (ours) |", shims)
 	table(w, "| CRI case | ours all listed min / median (s) | stock all listed min / median (s) | ratio | serves (Version), median ours / stock (s) | CRI ready, median ours / stock (s) | settled, median ours / stock (s) | ours RSS (MiB) | stock RSS (MiB) | checks (ours) |", cris)
 	table(w, "| floor | c=2 min / median (s) | c=64 min / median (s) | ours listed min / median (s) | listed / floor c=64 | target | ours ready (s, median) | ready / floor | ours every shim judged (s, median) | judged / floor |", floors)
+	if rows, base := scalingRows(results); rows != nil {
+		fmt.Fprintf(w, "\nPer shim, medians; RSS per shim is %s.\n", base)
+		table(w, "| case | ours listed (ms/shim) | stock listed (ms/shim) | ours daemon CPU (ms/shim) | stock daemon CPU (ms/shim) | ours RSS (KiB/shim) | stock RSS (KiB/shim) |", rows)
+	}
 }
 
 // table prints a markdown table of rows under header, if there are rows.

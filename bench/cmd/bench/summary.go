@@ -8,7 +8,7 @@ import (
 )
 
 // printSummary prints every case's min/median per daemon, the ratios and
-// the targets, then the markdown tables. It reports
+// the targets, then the scaling table and the markdown tables. It reports
 // whether our daemon failed anything.
 func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 	failed := false
@@ -25,6 +25,7 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 			failed = true
 		}
 	}
+	printScaling(w, results)
 	printMarkdown(w, results)
 	return failed
 }
