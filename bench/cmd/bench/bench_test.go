@@ -112,12 +112,107 @@ func TestDefaultCases(t *testing.T) {
 			def = append(def, c.key)
 		}
 	}
-	if !slices.Contains(def, "cri30") || slices.Contains(def, "cri100") {
-		t.Fatalf("default cases %v: want cri30 and not cri100", def)
+	for _, k := range []string{"empty", "live100", "live1000", "live3000", "hung", "dead", "leaked", "cri30"} {
+		if !slices.Contains(def, k) {
+			t.Errorf("default cases %v: %s missing", def, k)
+		}
 	}
-	i := slices.IndexFunc(allCases, func(c caseDef) bool { return c.key == "cri100" })
-	if i < 0 || !selected(allCases[i], map[string]bool{"cri100": true}) {
-		t.Fatal("cri100 not run when named")
+	for _, k := range []string{"cri100", "live10000"} {
+		if slices.Contains(def, k) {
+			t.Errorf("default cases %v: %s is optional", def, k)
+		}
+		if !selected(caseByKey(t, k), map[string]bool{k: true}) {
+			t.Errorf("%s not run when named", k)
+		}
+	}
+}
+
+func caseByKey(t *testing.T, key string) caseDef {
+	t.Helper()
+	i := slices.IndexFunc(allCases, func(c caseDef) bool { return c.key == key })
+	if i < 0 {
+		t.Fatalf("no case %s", key)
+	}
+	return allCases[i]
+}
+
+// The targets are issue 13's, on "every live task listed".
+func TestCaseTargets(t *testing.T) {
+	for _, c := range []struct {
+		key                       string
+		target, rss, floor, ratio float64
+		relTo                     string
+	}{
+		{key: "live1000", target: 0.5, floor: 1.5},
+		{key: "live3000", target: 0.5, rss: 1.0, floor: 1.5},
+		{key: "leaked", target: 0.3},
+		{key: "dead", target: 0.2},
+		{key: "hung", relTo: "live100", ratio: 1.2},
+		{key: "live10000"},
+		{key: "live100"},
+	} {
+		d := caseByKey(t, c.key)
+		if d.target != c.target || d.rssTarget != c.rss || d.floorTarget != c.floor || d.relTo != c.relTo || d.relFactor != c.ratio {
+			t.Errorf("%s: target %v, rss %v, floor %v, relative %s × %v; want %v, %v, %v, %s × %v", c.key,
+				d.target, d.rssTarget, d.floorTarget, d.relTo, d.relFactor, c.target, c.rss, c.floor, c.relTo, c.ratio)
+		}
+		if d.floorTarget > 0 && !d.floor {
+			t.Errorf("%s: a floor target without a floor", c.key)
+		}
+	}
+	for _, c := range allCases {
+		if c.relTo != "" {
+			if ref := caseByKey(t, c.relTo); ref.optional && !c.optional {
+				t.Errorf("%s is judged against optional case %s", c.key, c.relTo)
+			}
+		}
+	}
+}
+
+// result makes a case result with one valid run per daemon and value
+// listed (seconds), cpu (seconds) and rss (MiB) for ours and stock.
+func result(d caseDef, ours, stock [3]float64) *caseResult {
+	c := &caseResult{def: d, runs: map[string][]*runResult{}}
+	for name, v := range map[string][3]float64{"ours": ours, "stock": stock} {
+		sec := func(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
+		c.runs[name] = []*runResult{{daemon: name, round: 1, ready: time.Millisecond, list: sec(v[0]), settled: sec(v[0]), cpu: sec(v[1]), rssKiB: int64(v[2] * 1024)}}
+	}
+	return c
+}
+
+func TestRelGoal(t *testing.T) {
+	hung := result(caseByKey(t, "hung"), [3]float64{0.12, 0, 50}, [3]float64{25, 0, 50})
+	if _, _, ok := relGoal(hung, []*caseResult{hung}); ok {
+		t.Fatal("relative goal judged without its reference case")
+	}
+	live100 := result(caseByKey(t, "live100"), [3]float64{0.1, 0, 50}, [3]float64{0.2, 0, 50})
+	ref, r, ok := relGoal(hung, []*caseResult{live100, hung})
+	if !ok || ref != "100 live" || r != "1.20" || verdict(r, hung.def.relFactor) != "target <= 1.2: met" {
+		t.Fatalf("relGoal = %q, %q, %v", ref, r, ok)
+	}
+}
+
+func TestScaling(t *testing.T) {
+	empty := result(caseByKey(t, "empty"), [3]float64{0.02, 0.01, 40}, [3]float64{0.02, 0.01, 42})
+	l1000 := result(caseByKey(t, "live1000"), [3]float64{0.4, 0.5, 80}, [3]float64{0.8, 0.5, 82})
+	l3000 := result(caseByKey(t, "live3000"), [3]float64{1.2, 1.5, 160}, [3]float64{2.4, 1.5, 162})
+	dead := result(caseByKey(t, "dead"), [3]float64{0.1, 0.1, 50}, [3]float64{0.5, 0.1, 50})
+	if pts, _ := scaling([]*caseResult{empty, l1000, dead}); pts != nil {
+		t.Fatalf("a scaling table from one case of 1000 or more: %v", pts)
+	}
+	pts, base := scaling([]*caseResult{empty, l1000, l3000, dead})
+	if len(pts) != 2 || base != `(RSS − RSS of "no shims (daemon start)") / shims` {
+		t.Fatalf("scaling = %v, %q", pts, base)
+	}
+	p := pts[1]
+	const eps = 1e-9
+	near := func(a, b float64) bool { return a-b < eps && b-a < eps }
+	if p.shims != 3000 || !near(p.listed[0], 0.4) || !near(p.listed[1], 0.8) || !near(p.cpu[0], 0.5) ||
+		!near(p.rss[0], 120.0*1024/3000) || !near(p.rss[1], 120.0*1024/3000) {
+		t.Fatalf("3000 live per shim: %+v", p)
+	}
+	if pts, base := scaling([]*caseResult{l1000, l3000}); len(pts) != 2 || !near(pts[0].rss[0], 80.0*1024/1000) || base != "RSS / shims (the no-shim case did not run)" {
+		t.Fatalf("without the no-shim case: %v, %q", pts, base)
 	}
 }
 
@@ -129,5 +224,22 @@ func TestBaseConfigDisabledPlugins(t *testing.T) {
 	cfg := b.baseConfig(criDisabledPlugins)
 	if strings.Contains(cfg, "io.containerd.grpc.v1.cri") || !strings.Contains(cfg, `  "io.containerd.nri.v1.nri",`) {
 		t.Fatalf("CRI cases' config:\n%s", cfg)
+	}
+}
+
+// The headline is "every live task listed", with its target, before
+// serving, settled, CPU and RSS.
+func TestSummaryHeadline(t *testing.T) {
+	l1000 := result(caseByKey(t, "live1000"), [3]float64{0.4, 0.5, 80}, [3]float64{1.0, 0.5, 82})
+	var out strings.Builder
+	printCase(&out, l1000, []*caseResult{l1000})
+	lines := strings.Split(out.String(), "\n")
+	for i, want := range []string{"every live task listed", "serving", "settled", "daemon CPU", "RSS"} {
+		if !strings.HasPrefix(strings.TrimSpace(lines[i]), want) {
+			t.Fatalf("line %d: %q, want it to start with %q\n%s", i, lines[i], want, out.String())
+		}
+	}
+	if !strings.HasSuffix(lines[0], "ratio 0.40   target <= 0.5: met") {
+		t.Fatalf("headline %q", lines[0])
 	}
 }

@@ -271,6 +271,7 @@ func (b *bench) waitCRI(d *daemon, pods []*criPod) (serves, ready, listed time.D
 		if d.exited() {
 			return 0, 0, 0, nil, fmt.Errorf("%s daemon exited (log: %s)", d.name, d.log)
 		}
+		d.watch.sample()
 		if c == nil {
 			if c, lastErr = b.dialCRI(); lastErr != nil {
 				continue
@@ -484,8 +485,7 @@ func (b *bench) measureCRI(c caseDef, pods []*criPod, name string, round int) *r
 	r.ready, r.criReady, r.list = serves, ready, listed
 	r.cpu = cpuTime(d.pid())
 	r.runcCalls = countRunc(b.runcLog())
-	time.Sleep(settle)
-	r.rssKiB = rssKiB(d.pid())
+	b.settle(d, r)
 	if b.o.pprof {
 		b.savePprof(d)
 	}

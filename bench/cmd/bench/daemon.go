@@ -217,6 +217,8 @@ type daemon struct {
 	done  chan struct{}
 	log   string
 	conn  *grpc.ClientConn
+	// watch samples the bundle set at every poll (settle.go).
+	watch *bundleWatch
 }
 
 func (b *bench) startDaemon(name, logName string) (*daemon, error) {
@@ -237,8 +239,9 @@ func (b *bench) startDaemon(name, logName string) (*daemon, error) {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = b.env()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	d := &daemon{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
+	d := &daemon{name: name, cmd: cmd, done: make(chan struct{}), log: logPath, watch: newBundleWatch(b.state)}
 	d.start = time.Now()
+	d.watch.start = d.start
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -269,6 +272,7 @@ func (b *bench) waitReady(d *daemon) (time.Duration, error) {
 		if d.exited() {
 			return 0, fmt.Errorf("%s daemon exited during start (log: %s)", d.name, d.log)
 		}
+		d.watch.sample()
 		if c, err := net.DialTimeout("unix", b.addr, time.Second); err == nil {
 			c.Close()
 			conn, err := grpc.NewClient("unix://"+b.addr,
@@ -336,9 +340,9 @@ func (b *bench) alternate(res *caseResult, measure func(name string, round int) 
 }
 
 // timedRun starts daemon name and records in r when it answers, when a
-// list holds want tasks that match accepts, its CPU time then, and its
-// RSS once settled. listed, if set, runs right after the CPU reading;
-// after runs while the daemon still serves. The daemon is stopped before
+// list holds want tasks that match accepts, its CPU time then, and when it
+// settled and its RSS (settle). listed, if set, runs right after the CPU
+// reading; after runs while the daemon still serves. The daemon is stopped before
 // timedRun returns. Failures go to r; after does not run if a step failed.
 func (b *bench) timedRun(r *runResult, name, logName string, want int, match func(*taskInfo) bool, listed func(), after func(d *daemon)) {
 	d, err := b.startDaemon(name, logName)
@@ -372,8 +376,7 @@ func (b *bench) timedRun(r *runResult, name, logName string, want int, match fun
 	if listed != nil {
 		listed()
 	}
-	time.Sleep(settle)
-	r.rssKiB = rssKiB(d.pid())
+	b.settle(d, r)
 	if b.o.pprof {
 		b.savePprof(d)
 	}
@@ -390,6 +393,7 @@ func (b *bench) waitListed(d *daemon, ok func([]*taskInfo) bool) (time.Duration,
 		if d.exited() {
 			return 0, nil, fmt.Errorf("%s daemon exited (log: %s)", d.name, d.log)
 		}
+		d.watch.sample()
 		ts, err := d.listTasks(time.Minute)
 		if err == nil {
 			if ok(ts) {
