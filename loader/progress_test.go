@@ -1,9 +1,6 @@
 package loader
 
 import (
-	"github.com/shimkeeper/shimkeeper/lifecycle"
-
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -12,27 +9,12 @@ import (
 
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
+	"github.com/shimkeeper/shimkeeper/lifecycle"
 )
 
-// syncBuffer is a log sink the progress goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func progressContext(buf *syncBuffer) context.Context {
+func progressContext(buf *testshim.SyncBuffer) context.Context {
 	l := logrus.New()
 	l.SetOutput(buf)
 	l.SetLevel(logrus.InfoLevel)
@@ -76,7 +58,7 @@ func (r *recordingObserver) Queue(_ string, d int) {
 func (r *recordingObserver) PassDone(string, time.Duration) { r.add("pass done") }
 
 // waitFor polls the log until it holds every one of subs in one line.
-func waitFor(t *testing.T, buf *syncBuffer, subs ...string) {
+func waitFor(t *testing.T, buf *testshim.SyncBuffer, subs ...string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -97,7 +79,7 @@ func waitFor(t *testing.T, buf *syncBuffer, subs ...string) {
 }
 
 func TestProgressLogsWhileRunning(t *testing.T) {
-	var buf syncBuffer
+	var buf testshim.SyncBuffer
 	inner := &recordingObserver{}
 	p := startProgress(progressContext(&buf), "/state", inner, 10*time.Millisecond)
 	defer p.stop()
@@ -137,7 +119,7 @@ func TestProgressLogsWhileRunning(t *testing.T) {
 
 // A pass shorter than the interval logs no progress at all.
 func TestProgressQuietWhenShort(t *testing.T) {
-	var buf syncBuffer
+	var buf testshim.SyncBuffer
 	inner := &recordingObserver{}
 	p := startProgress(progressContext(&buf), "/state", inner, time.Hour)
 	p.setTotal(1)
@@ -155,7 +137,7 @@ func TestProgressQuietWhenShort(t *testing.T) {
 
 // An observer without PassDone is fine.
 func TestProgressPlainObserver(t *testing.T) {
-	var buf syncBuffer
+	var buf testshim.SyncBuffer
 	p := startProgress(progressContext(&buf), "/state", nopObserver{}, time.Hour)
 	p.Queue("/state", 1)
 	stopProgress(p)

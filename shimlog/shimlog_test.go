@@ -1,34 +1,17 @@
 package shimlog
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shimkeeper/shimkeeper/internal/testshim"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -54,7 +37,7 @@ func write(t *testing.T, path, s string) {
 // What many shims write reaches the output, from one pump; a FIFO is made
 // when missing; stop closes the FIFO.
 func TestPumpCopiesEveryFIFO(t *testing.T) {
-	out := &syncBuffer{}
+	out := &testshim.SyncBuffer{}
 	p := New(out)
 	dir := t.TempDir()
 	const n = 200
@@ -108,7 +91,7 @@ func TestPumpCopiesEveryFIFO(t *testing.T) {
 }
 
 func TestPumpRefusesNonFIFOs(t *testing.T) {
-	p := New(&syncBuffer{})
+	p := New(&testshim.SyncBuffer{})
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
 	if err := unix.Mkfifo(fifo, 0o700); err != nil {
