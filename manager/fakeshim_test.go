@@ -95,9 +95,14 @@ func (r *rig) adopt(t *testing.T) *Shim {
 	if err := r.m.Add(nsCtx(), s); err != nil {
 		t.Fatal(err)
 	}
-	// Registered before the fake server's cleanup, so it runs first:
-	// stopping the server must not look like a shim death to a test that
-	// is over.
+	abandonAtEnd(t, s)
+	return s
+}
+
+// abandonAtEnd closes s when the test ends and waits for its close hook.
+// Registered before the fake server's cleanup, so it runs first: stopping
+// the server must not look like a shim death to a test that is over.
+func abandonAtEnd(t *testing.T, s *Shim) {
 	t.Cleanup(func() {
 		s.Abandon()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -106,7 +111,6 @@ func (r *rig) adopt(t *testing.T) *Shim {
 			t.Errorf("close hook still running at cleanup: %v", err)
 		}
 	})
-	return s
 }
 
 func (r *rig) task(t *testing.T) runtime.Task {

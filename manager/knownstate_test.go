@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -36,14 +35,7 @@ func (r *rig) recoverShim(t *testing.T) *Shim {
 	if err := r.m.Adopt(nsCtx(), nil, s); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Abandon()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.conn.UserOnCloseWait(ctx); err != nil {
-			t.Errorf("close hook still running at cleanup: %v", err)
-		}
-	})
+	abandonAtEnd(t, s)
 	return s
 }
 
