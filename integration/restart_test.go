@@ -128,16 +128,9 @@ func TestRestartWithExitedTask(t *testing.T) {
 		t.Parallel()
 		d := newDaemon(t)
 		const id = "downexit"
-		// cat blocks on a FIFO in the rootfs until the test releases it:
-		// the process exits exactly when the test wants, no sleep.
-		fifo := "/tmp/release-" + randomHex(4)
-		recMkfifo(t, d.Rootfs+fifo)
-		if r := d.runDetached(d.NS, id, "/bin/sh", "-c", "cat "+fifo+"; exit 7"); r.ExitCode != 0 {
-			t.Fatalf("%s", r)
-		}
-		running := d.waitTask(d.NS, id, "RUNNING")
+		release, running := runUntilReleased(t, d, id, 7)
 		d.Stop()
-		recReleaseFIFO(t, d.Rootfs+fifo)
+		release()
 		recWaitGone(t, "container process after its FIFO was released", running.PID)
 		since := time.Now()
 		d.Start()
@@ -215,17 +208,12 @@ func TestExitAfterRestartListed(t *testing.T) {
 	t.Parallel()
 	d := newDaemon(t)
 	const id = "exitlater"
-	fifo := "/tmp/release-" + randomHex(4)
-	recMkfifo(t, d.Rootfs+fifo)
-	if r := d.runDetached(d.NS, id, "/bin/sh", "-c", "cat "+fifo+"; exit 5"); r.ExitCode != 0 {
-		t.Fatalf("%s", r)
-	}
-	running := d.waitTask(d.NS, id, "RUNNING")
+	release, running := runUntilReleased(t, d, id, 5)
 	d.Restart()
 	if got := d.tasks(d.NS)[id]; got != running {
 		t.Fatalf("after restart: %+v, want %+v", got, running)
 	}
-	recReleaseFIFO(t, d.Rootfs+fifo)
+	release()
 	recWaitGone(t, "container process after its FIFO was released", running.PID)
 	// Well inside the probe answer's 10 s.
 	if msg := eventually(3*time.Second, func() string {
@@ -278,4 +266,18 @@ func TestShimLogCopied(t *testing.T) {
 	say("shim log line " + randomHex(4) + " after the restart")
 	d.removeContainer(d.NS, id)
 	assertNoLeaks(t, d)
+}
+
+// runUntilReleased runs a container whose process blocks (cat on a FIFO
+// in the rootfs) until release is called, then exits with code: it exits
+// exactly when the test wants, no sleep. It returns release and the task
+// RUNNING.
+func runUntilReleased(t *testing.T, d *Daemon, id string, code int) (release func(), running task) {
+	t.Helper()
+	fifo := "/tmp/release-" + randomHex(4)
+	recMkfifo(t, d.Rootfs+fifo)
+	if r := d.runDetached(d.NS, id, "/bin/sh", "-c", fmt.Sprintf("cat %s; exit %d", fifo, code)); r.ExitCode != 0 {
+		t.Fatalf("%s", r)
+	}
+	return func() { recReleaseFIFO(t, d.Rootfs+fifo) }, d.waitTask(d.NS, id, "RUNNING")
 }
