@@ -74,7 +74,7 @@ func (a *managerActuator) Observe(ctx context.Context, t *Target, deadline time.
 	s := &scanned{obs: lifecycle.Observation{Namespace: t.NS, ID: t.ID, Rebooted: o.rebooted}, bundle: t.bundle}
 	if t.scan != nil {
 		// The listing's type of the entry, on the first look.
-		s.listed = t.scan.listed
+		s.listedDir = t.scan.listedDir
 	}
 	start := time.Now()
 	observe(namespaces.WithNamespace(ctx, t.NS), a.m, o, s)

@@ -51,12 +51,9 @@ type scanned struct {
 	probe   manager.ProbeResult
 	notes   []string
 	scanDur time.Duration
-	// listed is the entry's type from the state dir listing, good for
-	// the pass's first look only (fresh).
-	listed struct {
-		typ   fs.FileMode
-		fresh bool
-	}
+	// listedDir: the state dir listing said the entry is a dir; good for
+	// the pass's first look only.
+	listedDir bool
 }
 
 type scanOptions struct {
@@ -109,7 +106,7 @@ func list(o scanOptions) ([]*scanned, []string) {
 				obs:    lifecycle.Observation{Namespace: ns, ID: id, Rebooted: o.rebooted},
 				bundle: manager.LoadBundle(o.stateDir, o.rootDir, ns, id),
 			}
-			s.listed.typ, s.listed.fresh = e.Type(), true
+			s.listedDir = e.Type().IsDir()
 			entries = append(entries, s)
 		}
 	}
@@ -152,12 +149,12 @@ func observe(ctx context.Context, env Env, o scanOptions, s *scanned) {
 	path := s.bundle.Path
 	// What the entry is: on a pass's first look, the type the dir listing
 	// gave a moment ago (no call per bundle); afterwards, lstat.
-	if s.listed.fresh && s.listed.typ.IsDir() {
+	if s.listedDir {
 		obs.Kind = lifecycle.KindDir
 	} else {
 		kindOf(obs, s, path)
 	}
-	s.listed.fresh = false
+	s.listedDir = false
 	if obs.Kind != lifecycle.KindDir {
 		return
 	}
