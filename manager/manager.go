@@ -29,6 +29,7 @@ import (
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/proc"
 	"github.com/shimkeeper/shimkeeper/shimbin"
+	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
 // Timeouts are the shim budgets, read once from containerd's [timeouts].
@@ -355,22 +356,10 @@ func (m *Manager) probeNew(ctx context.Context, s *Shim) error {
 // connectRPC calls the task API Connect, downgrading to v2 once on
 // NotImplemented, as stock does on load.
 func (m *Manager) connectRPC(ctx context.Context, s *Shim) (*task.ConnectResponse, error) {
-	call := func() (*task.ConnectResponse, error) {
-		tc, err := s.TaskClient()
-		if err != nil {
-			return nil, err
-		}
+	return callDowngrading(ctx, s, func(tc taskapi.Client) (*task.ConnectResponse, error) {
 		resp, err := tc.Connect(ctx, &task.ConnectRequest{ID: s.ID()})
 		return resp, errgrpc.ToNative(err)
-	}
-	resp, err := call()
-	if err != nil && errdefs.IsNotImplemented(err) && ctx.Err() == nil {
-		if derr := s.Downgrade(); derr == nil {
-			log.G(ctx).WithError(err).WithField("id", s.ID()).Warn("shim does not serve task API v3, downgrading to v2")
-			resp, err = call()
-		}
-	}
-	return resp, err
+	})
 }
 
 // Attach connects to an existing shim described by params, without a

@@ -25,6 +25,7 @@ import (
 	"github.com/shimkeeper/shimkeeper/layout"
 	"github.com/shimkeeper/shimkeeper/lifecycle"
 	"github.com/shimkeeper/shimkeeper/shimbin"
+	"github.com/shimkeeper/shimkeeper/taskapi"
 )
 
 // RuntimeName returns the runtime recorded for an existing bundle: the
@@ -119,15 +120,24 @@ func (m *Manager) Probe(ctx context.Context, b *Bundle, runtimePath string, para
 }
 
 // stateRPC calls the task API State, downgrading to v2 once on
-// NotImplemented (a 1.7-era shim behind a binary that says v3), as stock
-// does with Connect on load. The error is the client's, unconverted.
+// NotImplemented. The error is the client's, unconverted.
 func (m *Manager) stateRPC(ctx context.Context, s *Shim) (*task.StateResponse, error) {
-	call := func() (*task.StateResponse, error) {
+	return callDowngrading(ctx, s, func(tc taskapi.Client) (*task.StateResponse, error) {
+		return tc.State(ctx, &task.StateRequest{ID: s.ID()})
+	})
+}
+
+// callDowngrading calls fn with the shim's task API client and, if the
+// shim answers NotImplemented (a 1.7-era shim behind a binary that says
+// v3), once more at v2, as stock does on load.
+func callDowngrading[T any](ctx context.Context, s *Shim, fn func(taskapi.Client) (T, error)) (T, error) {
+	call := func() (T, error) {
 		tc, err := s.TaskClient()
 		if err != nil {
-			return nil, err
+			var zero T
+			return zero, err
 		}
-		return tc.State(ctx, &task.StateRequest{ID: s.ID()})
+		return fn(tc)
 	}
 	resp, err := call()
 	if err != nil && errdefs.IsNotImplemented(errgrpc.ToNative(err)) && ctx.Err() == nil {
