@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -117,7 +118,7 @@ func TestDefaultCases(t *testing.T) {
 			t.Errorf("default cases %v: %s missing", def, k)
 		}
 	}
-	for _, k := range []string{"cri100", "live10000"} {
+	for _, k := range []string{"cri100", "live6000", "live10000"} {
 		if slices.Contains(def, k) {
 			t.Errorf("default cases %v: %s is optional", def, k)
 		}
@@ -148,6 +149,7 @@ func TestCaseTargets(t *testing.T) {
 		{key: "leaked", target: 0.3},
 		{key: "dead", target: 0.2},
 		{key: "hung", relTo: "live100", ratio: 1.2},
+		{key: "live6000"},
 		{key: "live10000"},
 		{key: "live100"},
 	} {
@@ -241,5 +243,18 @@ func TestSummaryHeadline(t *testing.T) {
 	}
 	if !strings.HasSuffix(lines[0], "ratio 0.40   target <= 0.5: met") {
 		t.Fatalf("headline %q", lines[0])
+	}
+}
+
+// On a host whose open-file hard limit is 20000 (this one's), 6000 shims
+// run and 10000 are printed as not run, with the reason.
+func TestTooBig(t *testing.T) {
+	raiseErr := errors.New("operation not permitted")
+	if err := tooBig(caseByKey(t, "live6000"), 20000, raiseErr); err != nil {
+		t.Errorf("live6000 at 20000 files: %v", err)
+	}
+	err := tooBig(caseByKey(t, "live10000"), 20000, raiseErr)
+	if err == nil || !strings.Contains(err.Error(), "31024") || !strings.Contains(err.Error(), "operation not permitted") {
+		t.Errorf("live10000 at 20000 files: %v, want the files it needs and why the limit was not raised", err)
 	}
 }

@@ -345,6 +345,7 @@ func (b *bench) alternate(res *caseResult, measure func(name string, round int) 
 // reading; after runs while the daemon still serves. The daemon is stopped before
 // timedRun returns. Failures go to r; after does not run if a step failed.
 func (b *bench) timedRun(r *runResult, name, logName string, want int, match func(*taskInfo) bool, listed func(), after func(d *daemon)) {
+	pollCPU := selfCPU()
 	d, err := b.startDaemon(name, logName)
 	if err != nil {
 		r.fail("start: %v", err)
@@ -373,6 +374,7 @@ func (b *bench) timedRun(r *runResult, name, logName string, want int, match fun
 		return
 	}
 	r.cpu = cpuTime(d.pid())
+	r.pollCPU = selfCPU() - pollCPU
 	if listed != nil {
 		listed()
 	}
@@ -443,6 +445,15 @@ func cpuTime(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+// selfCPU is the CPU time (user+sys) the bench itself has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // savePprof fetches profiles from the daemon's debug socket ([debug]

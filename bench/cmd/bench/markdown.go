@@ -14,6 +14,10 @@ func printMarkdown(w io.Writer, results []*caseResult) {
 	fmt.Fprintf(w, "\n== markdown\n")
 	var shims, cris, floors []string
 	for _, c := range results {
+		if c.notRun != nil {
+			shims = append(shims, fmt.Sprintf("| %s | %s |", c.def.name, c.notRun))
+			continue
+		}
 		if c.setupErr != nil {
 			failedRow := fmt.Sprintf("| %s | setup failed |", c.def.name)
 			if c.def.cri > 0 {

@@ -20,10 +20,13 @@ type runResult struct {
 	// the latest of list, the last change of the bundle set and, for
 	// ours, the report's finished_at (settle.go). unsettled: ours did
 	// not finish within cleanupTimeout of list.
-	settled       time.Duration
-	unsettled     bool
-	cpu           time.Duration // daemon CPU time (user+sys) when every live task was listed
-	shimCPU       time.Duration // synthshim server CPU time from exec to then
+	settled   time.Duration
+	unsettled bool
+	cpu       time.Duration // daemon CPU time (user+sys) when every live task was listed
+	shimCPU   time.Duration // synthshim server CPU time from exec to then
+	// pollCPU is the bench's own CPU from exec to then: mostly its
+	// polls (Version, then Tasks.List every pollInterval).
+	pollCPU       time.Duration
 	rssKiB        int64
 	recoveryReady float64 // ours: the report's ready_ms
 	// recoveryJudged is ours: the report's judged_ms, when every shim had
@@ -61,6 +64,9 @@ func (r *runResult) line() string {
 	}
 	if r.shimCPU > 0 {
 		fmt.Fprintf(&b, "  shims cpu %.2fs", r.shimCPU.Seconds())
+	}
+	if r.pollCPU > 0 {
+		fmt.Fprintf(&b, "  bench cpu %.2fs", r.pollCPU.Seconds())
 	}
 	if r.recoveryReady > 0 {
 		fmt.Fprintf(&b, "  (recovery held start %.0f ms, judged every shim at %.0f ms)", r.recoveryReady, r.recoveryJudged)
@@ -139,8 +145,11 @@ func runcLine(m map[string]int) string {
 type caseResult struct {
 	def      caseDef
 	setupErr error
-	runs     map[string][]*runResult
-	floor    map[int][]time.Duration
+	// notRun: the host cannot run the case (its open-file limit); printed
+	// with the reason, not a failure.
+	notRun error
+	runs   map[string][]*runResult
+	floor  map[int][]time.Duration
 }
 
 func median(d []time.Duration) time.Duration {

@@ -27,7 +27,7 @@ func scaling(results []*caseResult) (pts []scalePoint, base string) {
 	for _, c := range results {
 		d := c.def
 		switch {
-		case c.setupErr != nil || d.runc > 0 || d.cri > 0 || d.hung+d.dead+d.leaked+d.exited > 0:
+		case c.setupErr != nil || c.notRun != nil || d.runc > 0 || d.cri > 0 || d.hung+d.dead+d.leaked+d.exited > 0:
 		case d.live == 0:
 			empty = c
 		default:

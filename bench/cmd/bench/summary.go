@@ -15,6 +15,10 @@ func printSummary(w io.Writer, results []*caseResult, rounds int) bool {
 	fmt.Fprintf(w, "\n== summary: seconds from exec; min / median of %d runs per daemon; ratio = ours/stock of the medians\n", rounds)
 	for _, c := range results {
 		fmt.Fprintf(w, "\n%s\n", c.def.name)
+		if c.notRun != nil {
+			fmt.Fprintf(w, "  %v\n", c.notRun)
+			continue
+		}
 		if c.setupErr != nil {
 			fmt.Fprintf(w, "  setup failed: %v\n", c.setupErr)
 			failed = true
@@ -107,7 +111,7 @@ func relGoal(c *caseResult, results []*caseResult) (ref, r string, ok bool) {
 		return "", "", false
 	}
 	for _, x := range results {
-		if x.def.key == c.def.relTo && x.setupErr == nil {
+		if x.def.key == c.def.relTo && x.setupErr == nil && x.notRun == nil {
 			return x.def.name, ratio(median(c.seriesOf("ours").list), median(x.seriesOf("ours").list)), true
 		}
 	}
