@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"io"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -16,13 +17,29 @@ import (
 // recovery logs once when it keeps it ("kept shim state untouched") and
 // once when it settles. quietUnknownStatus drops the tasks service's line
 // for status 0 (any other unknown value still shows).
+//
+// logrus writes what the formatter returns even when it is empty, and a
+// zero-length write is still a write(2), under the logger's lock: every
+// dropped line would cost one. The output is wrapped to skip those.
 var quietOnce sync.Once
 
 func quietUnknownStatus() {
-	quietOnce.Do(func() {
-		l := logrus.StandardLogger()
-		l.SetFormatter(unknownStatusFilter{l.Formatter})
-	})
+	quietOnce.Do(func() { quiet(logrus.StandardLogger()) })
+}
+
+func quiet(l *logrus.Logger) {
+	l.SetFormatter(unknownStatusFilter{l.Formatter})
+	l.SetOutput(skipEmpty{l.Out})
+}
+
+// skipEmpty writes to W all but empty writes.
+type skipEmpty struct{ io.Writer }
+
+func (w skipEmpty) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return w.Writer.Write(p)
 }
 
 type unknownStatusFilter struct{ logrus.Formatter }

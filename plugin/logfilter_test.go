@@ -24,3 +24,30 @@ func TestUnknownStatusFilter(t *testing.T) {
 		t.Fatalf("want the other two lines, got %q", out.String())
 	}
 }
+
+// A dropped line reaches the output as an empty write, which skipEmpty
+// does not pass on (it would be a write(2) per dropped line).
+func TestSkipEmpty(t *testing.T) {
+	var w countingWriter
+	l := logrus.New()
+	l.SetOutput(&w)
+	l.SetFormatter(&logrus.TextFormatter{DisableTimestamp: true})
+	quiet(l)
+	for range 3 {
+		l.WithField("status", runtime.Status(0)).Warn("unknown status")
+	}
+	l.Warn("kept")
+	if w.calls != 1 || !bytes.Contains(w.buf.Bytes(), []byte("kept")) {
+		t.Fatalf("%d writes of %q; want one, the kept line", w.calls, w.buf.String())
+	}
+}
+
+type countingWriter struct {
+	buf   bytes.Buffer
+	calls int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.calls++
+	return w.buf.Write(p)
+}
