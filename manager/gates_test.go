@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/shimkeeper/shimkeeper/gates"
 )
 
 func TestPendingWaits(t *testing.T) {
@@ -147,4 +149,47 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// An id registered while still pending (recovery registers before it
+// releases the id) is listed once, as registered; the other pending ids
+// are listed as not judged; once none is pending, only the registered.
+func TestTasksPendingAndRegistered(t *testing.T) {
+	dir := t.TempDir()
+	addr := filepath.Join(dir, "containerd.sock")
+	l, err := net.Listen("unix", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	m := New(Config{Address: "unix://" + addr})
+	doneX, doneY := m.Pend("a", "x"), m.Pend("a", "y")
+	ctx := namespaces.WithNamespace(context.Background(), "a")
+	registered := notJudged(gates.Key{Namespace: "a", ID: "x"}, time.Now())
+	registered.unresponsiveWhy = "registered"
+	if err := m.shims.Add(ctx, registered); err != nil {
+		t.Fatal(err)
+	}
+	list := func() map[string]string {
+		ts, err := m.tasks(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, tk := range ts {
+			if _, dup := got[tk.ID()]; dup {
+				t.Errorf("%s listed twice", tk.ID())
+			}
+			got[tk.ID()] = tk.(*Task).unresponsiveWhy
+		}
+		return got
+	}
+	if got := list(); len(got) != 2 || got["x"] != "registered" || got["y"] != "recovery has not judged it yet" {
+		t.Errorf("with x registered and x, y pending: %v", got)
+	}
+	doneX()
+	doneY()
+	if got := list(); len(got) != 1 || got["x"] != "registered" {
+		t.Errorf("with nothing pending: %v", got)
+	}
 }

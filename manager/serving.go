@@ -71,21 +71,32 @@ func (m *Manager) tasks(ctx context.Context, all bool) ([]runtime.Task, error) {
 		return nil, err
 	}
 	out := make([]runtime.Task, 0, len(shims)+len(pending))
-	listed := make(map[gates.Key]bool, len(shims))
+	// The pending ids not registered yet. Built only while some are
+	// pending: a listing after the pass (kubelet's every second) hashes
+	// nothing.
+	var unlisted map[gates.Key]bool
+	if len(pending) > 0 {
+		unlisted = make(map[gates.Key]bool, len(pending))
+		for _, k := range pending {
+			unlisted[k] = true
+		}
+	}
 	for _, s := range shims {
 		t, err := newTask(s)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, t)
-		listed[gates.Key{Namespace: s.Namespace(), ID: s.ID()}] = true
+		if unlisted != nil {
+			delete(unlisted, gates.Key{Namespace: s.Namespace(), ID: s.ID()})
+		}
 	}
 	since := time.Now()
 	for _, k := range pending {
-		if listed[k] {
+		if !unlisted[k] {
 			continue
 		}
-		listed[k] = true
+		delete(unlisted, k)
 		t, err := newTask(notJudged(k, since))
 		if err != nil {
 			return nil, err
