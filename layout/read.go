@@ -43,7 +43,9 @@ func ReadRegular(path string) ([]byte, error) {
 	if st.Size > maxBundleFile {
 		return nil, fmt.Errorf("%s: %d bytes, more than a bundle file holds", filepath.Base(path), st.Size)
 	}
-	// One read more than the size, to see the end (the file may grow).
+	// Room for more than the size, to see the end: a read of a regular
+	// file that returns less than asked for is at its end, so a file that
+	// did not grow is read in one call.
 	data := make([]byte, 0, st.Size+512)
 	for {
 		if len(data) == cap(data) {
@@ -59,10 +61,11 @@ func ReadRegular(path string) ([]byte, error) {
 		if err != nil {
 			return nil, &os.PathError{Op: "read", Path: path, Err: err}
 		}
-		if n == 0 {
+		short := n < cap(data)-len(data)
+		data = data[:len(data)+n]
+		if n == 0 || short {
 			return data, nil
 		}
-		data = data[:len(data)+n]
 	}
 }
 
