@@ -18,25 +18,37 @@ var ErrNotRegular = errors.New("not a regular file")
 // hundred bytes, and a huge one is damage, not data.
 const maxBundleFile = 1 << 20
 
-// ReadRegular reads a bundle file that must be a regular file: one open
-// (not following a symlink, not blocking on a FIFO), one fstat that says
-// what was opened, then the read. A missing file gives an error wrapping
+// OpenNoFollow opens a bundle file the way every reader of one must: never
+// following a symlink (the open fails with ELOOP), never blocking on a FIFO
+// (O_NONBLOCK), never taking a terminal, close-on-exec; flags adds the
+// access mode. One open and one fstat, whose answer says what was opened:
+// the caller checks st.Mode&unix.S_IFMT. A look before the open (lstat)
+// would cost a call more and leave a window for the file to be swapped.
+func OpenNoFollow(path string, flags int) (fd int, st unix.Stat_t, err error) {
+	fd, err = unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return -1, st, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, st, &os.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	return fd, st, nil
+}
+
+// ReadRegular reads a bundle file that must be a regular file
+// (OpenNoFollow, then the read). A missing file gives an error wrapping
 // fs.ErrNotExist; anything but a regular file, one wrapping
-// ErrNotRegular. A look before the open (lstat) would cost a call more
-// and leave a window for the file to be swapped.
+// ErrNotRegular.
 func ReadRegular(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	fd, st, err := OpenNoFollow(path, unix.O_RDONLY)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, fmt.Errorf("%s: %w (symlink)", filepath.Base(path), ErrNotRegular)
 	}
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &os.PathError{Op: "fstat", Path: path, Err: err}
-	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s: %w (%s)", filepath.Base(path), ErrNotRegular, typeName(st.Mode))
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
+
+	"github.com/shimkeeper/shimkeeper/layout"
 )
 
 // Pump copies every FIFO handed to Drain to its writer.
@@ -153,23 +155,18 @@ func (p *Pump) copyOne(ev unix.EpollEvent, buf []byte) {
 
 // openFIFO opens the FIFO at path for reading and writing, so that it
 // never blocks and never reads end-of-file while the shim reopens it,
-// making it first if it is missing. One open and one fstat.
+// making it first if it is missing (layout.OpenNoFollow: one open and one
+// fstat, no symlink followed).
 func openFIFO(path string) (int, error) {
-	const flags = unix.O_RDWR | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOFOLLOW
-	fd, err := unix.Open(path, flags, 0)
+	fd, st, err := layout.OpenNoFollow(path, unix.O_RDWR)
 	if errors.Is(err, unix.ENOENT) {
 		if err := unix.Mkfifo(path, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
 			return -1, &os.PathError{Op: "mkfifo", Path: path, Err: err}
 		}
-		fd, err = unix.Open(path, flags, 0)
+		fd, st, err = layout.OpenNoFollow(path, unix.O_RDWR)
 	}
 	if err != nil {
-		return -1, &os.PathError{Op: "open", Path: path, Err: err}
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return -1, &os.PathError{Op: "fstat", Path: path, Err: err}
+		return -1, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFIFO {
 		unix.Close(fd)
