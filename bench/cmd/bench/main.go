@@ -175,8 +175,11 @@ func selected(c caseDef, cases map[string]bool) bool {
 // connection, and a daemon the connection and the log FIFO; 1024 for the
 // rest.
 func filesNeeded(c caseDef) uint64 {
-	return uint64(3*(c.live+c.hung+c.dead+c.leaked+c.exited) + 1024)
+	return uint64(3*c.synthShims() + 1024)
 }
+
+// synthShims is the number of synthetic shims of case c.
+func (c caseDef) synthShims() int { return c.live + c.hung + c.dead + c.leaked + c.exited }
 
 // raiseFileLimit raises the open-file limit, which the synthshim server
 // and the daemons inherit, to what the selected cases need, if it is
@@ -215,9 +218,8 @@ func tooBig(c caseDef, limit uint64, raiseErr error) error {
 	if filesNeeded(c) <= limit {
 		return nil
 	}
-	n := c.live + c.hung + c.dead + c.leaked + c.exited
 	return fmt.Errorf("not run here: %d shims need a limit of %d open files (3 per shim in the synthshim server, 2 in a daemon); the limit is %d: %v",
-		n, filesNeeded(c), limit, raiseErr)
+		c.synthShims(), filesNeeded(c), limit, raiseErr)
 }
 
 func caseKeys() string {

@@ -438,10 +438,15 @@ func (b *bench) measureFloor(p *population) map[int][]time.Duration {
 				continue
 			}
 			out[conc] = append(out[conc], el)
-			// The floor's CPU and the shims' during it: the budget the
-			// daemon's own CPU until listed compares with.
+			// The floor's CPU and, over synthetic shims, their server's
+			// during it: the budget the daemon's own CPU until listed
+			// compares with. (Real runc shims are not that server.)
 			cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-			fmt.Printf("   floor c=%-2d round %d: %6.3fs  cpu %.2fs  shims cpu %.2fs  (%s)\n", conc, round, el.Seconds(), cpu.Seconds(), (cpuTime(b.synthPID) - shimCPU).Seconds(), strings.TrimSpace(string(o)))
+			shims := ""
+			if p != nil {
+				shims = fmt.Sprintf("  shims cpu %.2fs", (cpuTime(b.synthPID) - shimCPU).Seconds())
+			}
+			fmt.Printf("   floor c=%-2d round %d: %6.3fs  cpu %.2fs%s  (%s)\n", conc, round, el.Seconds(), cpu.Seconds(), shims, strings.TrimSpace(string(o)))
 		}
 	}
 	return out
